@@ -1,0 +1,1 @@
+"""The `contrastive` command-line application (import name `contrastive_cli`)."""

@@ -1,0 +1,86 @@
+"""Entry point of the `contrastive` command.
+
+Exit codes: 0 success; 2 bad usage or bad input (one line on stderr, no
+traceback); 1 a failure while running.
+"""
+
+import importlib
+import os
+import pkgutil
+import sys
+
+import click
+
+from contrastive_cli import commands
+
+BACKENDS = ("jax", "torch", "tensorflow")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default=None,
+    help="Keras backend for this run (sets KERAS_BACKEND).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks of failures.")
+@click.version_option(package_name="contrastive")
+@click.pass_context
+def app(ctx, backend, debug):
+    """SimCLR as a Keras 3 framework of pluggable components."""
+    if backend:
+        if "keras" in sys.modules and os.environ.get("KERAS_BACKEND") != backend:
+            raise click.UsageError("--backend must be chosen before Keras is imported")
+        os.environ["KERAS_BACKEND"] = backend
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    ctx.obj = {"debug": debug}
+
+
+def _add_commands():
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        command = getattr(module, "command", None)
+        if isinstance(command, click.Command):
+            app.add_command(command)
+
+
+_add_commands()
+
+
+def main(argv=None):
+    """Runs the application; turns contrastive's errors into exit code 2."""
+    from contrastive.errors import ContrastiveError
+
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        app.main(args=argv, prog_name="contrastive", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except ContrastiveError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {_one_line(exc)}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 (the last line of defence)
+        if debug:
+            raise
+        click.echo(f"failed: {type(exc).__name__}: {_one_line(exc)} (run with --debug for the traceback)", err=True)
+        sys.exit(1)
+    sys.exit(0)
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split())
+
+
+if __name__ == "__main__":
+    main()

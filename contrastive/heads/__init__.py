@@ -1,0 +1,3 @@
+"""Built-in projection heads."""
+
+from contrastive.heads import mlp  # noqa: F401

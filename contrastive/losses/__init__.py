@@ -1,0 +1,3 @@
+"""Built-in contrastive losses."""
+
+from contrastive.losses import nt_xent  # noqa: F401

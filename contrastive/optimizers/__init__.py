@@ -1,0 +1,3 @@
+"""Built-in optimizers."""
+
+from contrastive.optimizers import keras_optimizers  # noqa: F401

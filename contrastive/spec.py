@@ -1,0 +1,408 @@
+"""Spec files: reading, command-line overrides, validation and resolution.
+
+A spec is a mapping with the sections below. Component sections are
+`{name: <registered name>, <arguments>}`; the others have fixed keys (see the
+dataclasses in this module). Every problem raises `SpecError` naming the
+file, the key path, what was expected and what was received.
+"""
+
+import copy
+import dataclasses
+import difflib
+import json
+import pathlib
+import tomllib
+import typing
+from typing import Literal
+
+import yaml
+
+from contrastive.errors import SpecError
+from contrastive.registry import get_registry
+from contrastive.typecheck import (
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    TypeMismatch,
+    check_value,
+    received,
+)
+
+# Section name -> registry kind, for the component sections.
+COMPONENT_SECTIONS = {
+    "data": "datasets",
+    "augment": "augmenters",
+    "encoder": "encoders",
+    "head": "heads",
+    "loss": "losses",
+    "optimizer": "optimizers",
+    "schedule": "schedules",
+}
+# Arguments contrastive supplies at build time, per section.
+CONTEXT = {
+    "augment": ("seed",),
+    "schedule": ("base_learning_rate", "steps_per_epoch", "total_steps", "batch_size"),
+}
+
+
+@dataclasses.dataclass
+class TrainSection:
+    """`train:` how pretraining runs.
+
+    Attributes:
+        batch_size: source images per step (each gives two views).
+        epochs: passes over the training data.
+        steps_per_epoch: steps per epoch; null takes every full batch.
+        precision: Keras dtype policy of the encoder and head.
+        jit_compile: compile the train step (`auto`: Keras' choice).
+        verbose: Keras' progress display (0 silent, 1 bar, 2 a line an epoch).
+    """
+
+    batch_size: PositiveInt = 256
+    epochs: PositiveInt = 10
+    steps_per_epoch: PositiveInt | None = None
+    precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
+    jit_compile: bool | Literal["auto"] = "auto"
+    verbose: Literal[0, 1, 2] = 1
+
+
+@dataclasses.dataclass
+class DistributeSection:
+    """`distribute:` how the run is spread over devices.
+
+    Attributes:
+        strategy: `none` for one device; the others belong to the
+            distribution layer.
+        devices: how many devices; null takes all.
+        sync_batchnorm: batch-norm statistics over the global batch.
+        gather_negatives: negatives from every device.
+    """
+
+    strategy: Literal["none", "auto", "data_parallel", "mirrored", "ddp"] = "none"
+    devices: PositiveInt | None = None
+    sync_batchnorm: bool = True
+    gather_negatives: bool = True
+
+
+@dataclasses.dataclass
+class KnnSection:
+    """`eval.knn:` weighted kNN on the frozen representation h.
+
+    Attributes:
+        enabled: run it after pretraining.
+        k: neighbours.
+        temperature: weight of a neighbour is exp(similarity / temperature).
+    """
+
+    enabled: bool = True
+    k: PositiveInt = 200
+    temperature: PositiveFloat = 0.1
+
+
+@dataclasses.dataclass
+class LinearSection:
+    """`eval.linear:` logistic regression on the frozen representation h.
+
+    Attributes:
+        enabled: run it after pretraining.
+        epochs: passes over the labelled training features.
+        learning_rate: Adam's learning rate.
+        batch_size: features per step.
+    """
+
+    enabled: bool = True
+    epochs: PositiveInt = 100
+    learning_rate: PositiveFloat = 1e-3
+    batch_size: PositiveInt = 256
+
+
+@dataclasses.dataclass
+class EvalSection:
+    """`eval:` evaluation of the representation h after pretraining.
+
+    Attributes:
+        data: the labelled held-out dataset (a component mapping); null uses
+            the `test` split of `data`.
+        knn: see `KnnSection`.
+        linear: see `LinearSection`.
+    """
+
+    data: dict | None = None
+    knn: KnnSection = dataclasses.field(default_factory=KnnSection)
+    linear: LinearSection = dataclasses.field(default_factory=LinearSection)
+
+
+@dataclasses.dataclass
+class OutputSection:
+    """`output:` where the run goes.
+
+    Attributes:
+        dir: the run directory; `--out` replaces it.
+        save_encoder: write the trained encoder as `encoder.keras`.
+    """
+
+    dir: str = "runs/latest"
+    save_encoder: bool = True
+
+
+SECTIONS = {
+    "train": TrainSection,
+    "distribute": DistributeSection,
+    "eval": EvalSection,
+    "output": OutputSection,
+}
+DEFAULTS = {
+    "seed": 0,
+    "augment": {"name": "simclr"},
+    "head": {"name": "mlp"},
+    "loss": {"name": "nt_xent"},
+    "optimizer": {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9},
+    "schedule": None,
+}
+REQUIRED = ("data", "encoder")
+TOP_LEVEL = ("seed", *COMPONENT_SECTIONS, *SECTIONS)
+
+
+@dataclasses.dataclass
+class Spec:
+    """A validated spec.
+
+    Attributes:
+        data: the resolved mapping: every section present, defaults filled
+            in, values typed.
+        file: the file it was read from (or `"<spec>"`).
+    """
+
+    data: dict
+    file: str = "<spec>"
+
+    def __getitem__(self, key):
+        return self.data[key]
+
+    def to_yaml(self):
+        return yaml.safe_dump(self.data, sort_keys=False)
+
+
+def read_file(path):
+    """Reads a YAML, TOML or JSON spec file into a mapping.
+
+    Raises:
+        SpecError: the file is missing, unreadable or malformed; the message
+            gives the line and column where the parser stopped.
+    """
+    path = pathlib.Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError("no such file", file=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read the file: {exc}", file=str(path)) from None
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            data = tomllib.loads(text)
+        elif suffix == ".json":
+            data = json.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            raise SpecError(
+                f"expected a .yaml, .yml, .toml or .json file, received '{path.suffix}'",
+                file=str(path),
+            )
+    except yaml.YAMLError as exc:
+        raise SpecError(_yaml_message(exc, "YAML"), file=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"malformed TOML: {exc}", file=str(path)) from None
+    except json.JSONDecodeError as exc:
+        raise SpecError(
+            f"line {exc.lineno}, column {exc.colno}: malformed JSON: {exc.msg}",
+            file=str(path),
+        ) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError(
+            f"expected a mapping of sections at the top level, received {received(data)}",
+            file=str(path),
+        )
+    return data
+
+
+def _yaml_message(exc, what):
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    return f"{where}malformed {what}: {problem}"
+
+
+def apply_overrides(data, overrides):
+    """Applies `KEY.PATH=VALUE` overrides (values typed as YAML) in place.
+
+    Returns:
+        The set of overridden key paths.
+
+    Raises:
+        SpecError: an override is not `KEY=VALUE`, its value is not YAML, or
+            it descends into a value that is not a mapping.
+    """
+    paths = set()
+    for item in overrides or ():
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise SpecError(
+                f"expected KEY.PATH=VALUE, received {received(item)}", file="--set"
+            )
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise SpecError(_yaml_message(exc, "YAML value"), key, file="--set") from None
+        parts = key.split(".")
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise SpecError(
+                    f"expected a mapping to set '{'.'.join(parts[i + 1:])}' in, "
+                    f"received {received(child)}",
+                    ".".join(parts[: i + 1]),
+                    file="--set",
+                )
+            node = child
+        node[parts[-1]] = value
+        paths.add(key)
+    return paths
+
+
+def load_spec(path, overrides=()):
+    """Reads, overrides and validates a spec file.
+
+    Args:
+        path: a `.yaml`, `.yml`, `.toml` or `.json` file.
+        overrides: `KEY.PATH=VALUE` strings, as given to `--set`.
+
+    Returns:
+        A `Spec`.
+
+    Raises:
+        SpecError: naming the file (or `--set`), the key path and the problem.
+    """
+    data = read_file(path)
+    return resolve(data, overrides, file=str(path))
+
+
+def resolve(data, overrides=(), file="<spec>"):
+    """Validates a spec mapping and fills in defaults. See `load_spec`."""
+    data = copy.deepcopy(data)
+    overridden = apply_overrides(data, overrides)
+    try:
+        return Spec(_resolve(data), file)
+    except SpecError as exc:
+        from_set = any(
+            exc.path == p or exc.path.startswith(p + ".") or p.startswith(exc.path + ".")
+            for p in overridden
+        ) and exc.path
+        raise exc.with_file("--set" if from_set else file)
+
+
+def _resolve(data):
+    for key in data:
+        if key not in TOP_LEVEL:
+            raise _unknown(key, TOP_LEVEL, "")
+    for key in REQUIRED:
+        if data.get(key) is None:
+            raise SpecError(f"missing required section '{key}'", key)
+    resolved = {}
+    try:
+        resolved["seed"] = check_value(data.get("seed", DEFAULTS["seed"]), int)
+    except TypeMismatch as exc:
+        raise SpecError(str(exc), "seed") from None
+    for section, kind in COMPONENT_SECTIONS.items():
+        value = data.get(section, DEFAULTS.get(section))
+        if value is None:
+            resolved[section] = None
+            continue
+        resolved[section] = resolve_component(kind, value, section, CONTEXT.get(section, ()))
+    for section, schema in SECTIONS.items():
+        resolved[section] = resolve_section(schema, data.get(section), section)
+    eval_data = resolved["eval"].get("data")
+    if eval_data is not None:
+        resolved["eval"]["data"] = resolve_component("datasets", eval_data, "eval.data")
+    return resolved
+
+
+def resolve_component(kind, value, path, context=()):
+    """Checks a component mapping and returns it with defaults filled in."""
+    registry = get_registry(kind)
+    entry, arguments = registry.check(value, path, context)
+    result = {"name": entry.name}
+    for param in registry.parameters(entry.name):
+        if param.name in context:
+            continue
+        if param.name in arguments:
+            result[param.name] = _plain(arguments[param.name])
+        elif not param.required and _representable(param.default):
+            result[param.name] = _plain(param.default)
+    return result
+
+
+def resolve_section(schema, value, path):
+    """Checks a fixed-key section against its dataclass; fills in defaults."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise SpecError(f"expected a mapping, received {received(value)}", path)
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    hints = typing.get_type_hints(schema, include_extras=True)
+    result = {}
+    for key, item in value.items():
+        if key not in fields:
+            raise _unknown(key, list(fields), path)
+    for name, field in fields.items():
+        key_path = f"{path}.{name}"
+        annotation = hints[name]
+        if dataclasses.is_dataclass(annotation):
+            result[name] = resolve_section(annotation, value.get(name), key_path)
+            continue
+        if name in value:
+            try:
+                result[name] = _plain(check_value(value[name], annotation))
+            except TypeMismatch as exc:
+                raise SpecError(str(exc), key_path) from None
+        elif field.default is not dataclasses.MISSING:
+            result[name] = field.default
+        else:
+            result[name] = None
+    return result
+
+
+def _unknown(key, allowed, path):
+    close = difflib.get_close_matches(str(key), list(allowed), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    key_path = f"{path}.{key}" if path else str(key)
+    return SpecError(
+        f"unknown key{hint} (expected one of: {', '.join(allowed)})", key_path
+    )
+
+
+def _representable(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_representable(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _representable(v) for k, v in value.items())
+    return False
+
+
+def _plain(value):
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

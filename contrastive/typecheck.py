@@ -1,0 +1,202 @@
+"""Checks spec values against the annotations of component arguments.
+
+Components declare their arguments with ordinary Python annotations. Ranges
+are attached with `typing.Annotated`, e.g.
+`temperature: Annotated[float, Range(0, None, min_inclusive=False)]`, or with
+the ready-made aliases below (`PositiveFloat`, `Probability`, ...). The spec
+loader and the registry use `check_value` so that a wrong type or an
+out-of-range value is reported with its key path before anything is built.
+"""
+
+import dataclasses
+import types
+import typing
+from typing import Annotated, Any, Literal
+
+
+class TypeMismatch(ValueError):
+    """A value does not fit its annotation. The message says what was
+    expected and what was received."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """An inclusive or exclusive numeric interval, for `typing.Annotated`."""
+
+    min: float | None = None
+    max: float | None = None
+    min_inclusive: bool = True
+    max_inclusive: bool = True
+
+    def describe(self):
+        parts = []
+        if self.min is not None:
+            parts.append((">= " if self.min_inclusive else "> ") + repr(self.min))
+        if self.max is not None:
+            parts.append(("<= " if self.max_inclusive else "< ") + repr(self.max))
+        return " and ".join(parts)
+
+    def contains(self, value):
+        if self.min is not None:
+            if value < self.min or (value == self.min and not self.min_inclusive):
+                return False
+        if self.max is not None:
+            if value > self.max or (value == self.max and not self.max_inclusive):
+                return False
+        return True
+
+
+PositiveFloat = Annotated[float, Range(0, None, min_inclusive=False)]
+NonNegativeFloat = Annotated[float, Range(0, None)]
+Probability = Annotated[float, Range(0, 1)]
+PositiveInt = Annotated[int, Range(1, None)]
+NonNegativeInt = Annotated[int, Range(0, None)]
+# A nested component: a mapping `{name: <registered name>, <arguments>}`.
+ComponentSpec = dict
+
+
+def received(value):
+    """Renders a received value for an error message."""
+    if isinstance(value, str):
+        return f'"{value}"'
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list, tuple)):
+        text = repr(value)
+        kind = "a mapping" if isinstance(value, dict) else "a list"
+        return f"{kind} {text if len(text) < 60 else text[:57] + '...'}"
+    return repr(value)
+
+
+def describe(annotation):
+    """A human description of an annotation: "a number", "one of a, b"..."""
+    origin = typing.get_origin(annotation)
+    if annotation is Any or annotation is inspect_empty:
+        return "any value"
+    if origin is Annotated:
+        base, *extras = typing.get_args(annotation)
+        ranges = [e.describe() for e in extras if isinstance(e, Range)]
+        text = describe(base)
+        return f"{text} {' and '.join(ranges)}" if ranges else text
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        parts = [describe(a) for a in args if a is not type(None)]
+        text = " or ".join(parts)
+        return f"{text} or null" if type(None) in args else text
+    if origin in (list, tuple, typing.Sequence) or annotation in (list, tuple):
+        args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+        return f"a list of {_plural(describe(args[0]))}" if args else "a list"
+    if origin is dict or annotation is dict:
+        return "a mapping"
+    return _SIMPLE.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _plural(text):
+    for article in ("an ", "a "):
+        if text.startswith(article):
+            return text[len(article):] + "s"
+    return text
+
+
+inspect_empty = object()
+_SIMPLE = {
+    float: "a number",
+    int: "an integer",
+    bool: "true or false",
+    str: "a string",
+    type(None): "null",
+}
+
+
+def check_value(value, annotation):
+    """Returns `value` checked (and widened: int to float) against `annotation`.
+
+    Args:
+        value: a value read from a spec file.
+        annotation: a type annotation as written on a component argument.
+
+    Returns:
+        The value, with integers widened to floats where a float is expected
+        and lists turned into tuples where a tuple is expected.
+
+    Raises:
+        TypeMismatch: the value does not fit; the message reads
+            `expected ..., received ...`.
+    """
+    if annotation is Any or annotation is inspect_empty:
+        return value
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        base, *extras = typing.get_args(annotation)
+        value = check_value(value, base)
+        for extra in extras:
+            if isinstance(extra, Range) and not extra.contains(value):
+                raise TypeMismatch(
+                    f"expected {describe(annotation)}, received {received(value)}"
+                )
+        return value
+    if origin is Literal:
+        if value in typing.get_args(annotation) and not (
+            isinstance(value, bool)
+            and not any(isinstance(a, bool) for a in typing.get_args(annotation))
+        ):
+            return value
+        raise _mismatch(value, annotation)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(annotation):
+            try:
+                return check_value(value, option)
+            except TypeMismatch:
+                continue
+        raise _mismatch(value, annotation)
+    if origin in (list, tuple, typing.Sequence) or annotation in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise _mismatch(value, annotation)
+        args = typing.get_args(annotation)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise TypeMismatch(
+                    f"expected a list of {len(args)} items, received {received(value)}"
+                )
+            items = [check_value(v, a) for v, a in zip(value, args)]
+        else:
+            item = args[0] if args else Any
+            items = [check_value(v, item) for v in value]
+        return tuple(items) if origin is tuple or annotation is tuple else items
+    if origin is dict or annotation is dict:
+        if not isinstance(value, dict):
+            raise _mismatch(value, annotation)
+        return value
+    if annotation is type(None):
+        if value is None:
+            return None
+        raise _mismatch(value, annotation)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise _mismatch(value, annotation)
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _mismatch(value, annotation)
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise _mismatch(value, annotation)
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise _mismatch(value, annotation)
+    if isinstance(annotation, type):
+        if isinstance(value, annotation):
+            return value
+        raise _mismatch(value, annotation)
+    return value
+
+
+def _mismatch(value, annotation):
+    return TypeMismatch(f"expected {describe(annotation)}, received {received(value)}")
