@@ -45,3 +45,7 @@ class ComponentError(ContrastiveError, LookupError):
 
 class RegistryError(ContrastiveError):
     """A component was registered twice without `override=True`."""
+
+
+class DataError(ContrastiveError):
+    """Data cannot be read: a missing file, a corrupt image, a wrong shape."""

@@ -40,7 +40,18 @@ KINDS = (
     "schedules",
     "datasets",
 )
+SINGULAR = {
+    "augmenters": "augmenter",
+    "encoders": "encoder",
+    "heads": "head",
+    "losses": "loss",
+    "optimizers": "optimizer",
+    "schedules": "schedule",
+    "datasets": "dataset",
+}
 BUILT_IN = "built-in"
+# Keras' own bookkeeping arguments, never set from a spec.
+ALWAYS_HIDDEN = ("name", "dtype", "reduction", "trainable", "autocast")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +108,7 @@ class Registry:
 
     def __init__(self, kind):
         self.kind = kind
+        self.singular = SINGULAR.get(kind, kind)
         self._entries = {}
         self._plugins = None
         self._builtins_loaded = False
@@ -228,13 +240,13 @@ class Registry:
             hint = f"; did you mean '{close[0]}'?" if close else ""
             listing = ", ".join(known) if len(known) <= 12 else f"{len(known)} names"
             raise SpecError(
-                f"unknown {self.kind[:-1]} '{name}'{hint} (known: {listing})", path
+                f"unknown {self.singular} '{name}'{hint} (known: {listing})", path
             )
         if entry.obj is None and entry.plugin is not None:
             self._load_plugin(entry)
         if entry.obj is None:
             raise SpecError(
-                f"{self.kind[:-1]} '{name}' from plugin distribution "
+                f"{self.singular} '{name}' from plugin distribution "
                 f"'{entry.origin}' failed to import: {entry.error}",
                 path,
             )
@@ -319,7 +331,7 @@ class Registry:
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 allowed = ", ".join(params) or "no arguments"
                 raise SpecError(
-                    f"unknown argument of {self.kind[:-1]} '{name}'{hint} "
+                    f"unknown argument of {self.singular} '{name}'{hint} "
                     f"(expected one of: {allowed})",
                     key_path,
                 )
@@ -331,7 +343,7 @@ class Registry:
             if param.required and param.name not in arguments and param.name not in context:
                 raise SpecError(
                     f"missing required argument '{param.name}' of "
-                    f"{self.kind[:-1]} '{name}' ({param.expected})",
+                    f"{self.singular} '{name}' ({param.expected})",
                     path,
                 )
         return entry, arguments
@@ -422,7 +434,9 @@ def _parameters(entry):
     if inspect.isclass(obj) and params and params[0].name == "self":
         params = params[1:]
     for p in params:
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name in entry.hidden:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.name in entry.hidden or p.name in ALWAYS_HIDDEN:
             continue
         if p.name.startswith("_"):
             continue

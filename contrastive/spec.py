@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import json
 import pathlib
+import re
 import tomllib
 import typing
 from typing import Literal
@@ -43,6 +44,30 @@ CONTEXT = {
     "augment": ("seed",),
     "schedule": ("base_learning_rate", "steps_per_epoch", "total_steps", "batch_size"),
 }
+
+
+class SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading `1e-4` as a number as YAML 1.2 does
+    (YAML 1.1 wants `1.0e-4` and would give the string "1e-4")."""
+
+
+SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text):
+    """Parses YAML text with the safe `SpecLoader`."""
+    return yaml.load(text, Loader=SpecLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
 @dataclasses.dataclass
@@ -137,11 +162,12 @@ class OutputSection:
     """`output:` where the run goes.
 
     Attributes:
-        dir: the run directory; `--out` replaces it.
+        dir: the run directory; `--out` replaces it. Null gives a new
+            `runs/<spec name>-<date>-<time>` each run.
         save_encoder: write the trained encoder as `encoder.keras`.
     """
 
-    dir: str = "runs/latest"
+    dir: str | None = None
     save_encoder: bool = True
 
 
@@ -204,7 +230,7 @@ def read_file(path):
         elif suffix == ".json":
             data = json.loads(text)
         elif suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         else:
             raise SpecError(
                 f"expected a .yaml, .yml, .toml or .json file, received '{path.suffix}'",
@@ -255,7 +281,7 @@ def apply_overrides(data, overrides):
                 f"expected KEY.PATH=VALUE, received {received(item)}", file="--set"
             )
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = load_yaml(raw) if raw.strip() else None
         except yaml.YAMLError as exc:
             raise SpecError(_yaml_message(exc, "YAML value"), key, file="--set") from None
         parts = key.split(".")

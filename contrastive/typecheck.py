@@ -132,7 +132,10 @@ def check_value(value, annotation):
     origin = typing.get_origin(annotation)
     if origin is Annotated:
         base, *extras = typing.get_args(annotation)
-        value = check_value(value, base)
+        try:
+            value = check_value(value, base)
+        except TypeMismatch:
+            raise _mismatch(value, annotation) from None
         for extra in extras:
             if isinstance(extra, Range) and not extra.contains(value):
                 raise TypeMismatch(

@@ -1,3 +1,4 @@
 """Built-in encoders."""
 
 from contrastive.encoders import small_cnn  # noqa: F401
+from contrastive.encoders import resnet  # noqa: F401

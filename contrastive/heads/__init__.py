@@ -1,3 +1,3 @@
 """Built-in projection heads."""
 
-from contrastive.heads import mlp  # noqa: F401
+from contrastive.heads import identity, linear, mlp  # noqa: F401

@@ -1,3 +1,3 @@
-"""Built-in contrastive losses."""
+"""Built-in contrastive losses: nt_xent, nt_logistic, margin_triplet, dcl."""
 
-from contrastive.losses import nt_xent  # noqa: F401
+from contrastive.losses import dcl, margin_triplet, nt_logistic, nt_xent  # noqa: F401

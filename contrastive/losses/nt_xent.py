@@ -1,49 +1,57 @@
 """NT-Xent, the normalized temperature-scaled cross-entropy of SimCLR."""
 
-import keras
+from typing import Literal
+
 from keras import ops
 
+from contrastive.losses.base import ContrastiveLoss, masked_logsumexp, positive_similarity
 from contrastive.registry import register
-from contrastive.typecheck import PositiveFloat
+from contrastive.typecheck import PositiveFloat, PositiveInt
 
 
 @register("losses", "nt_xent")
-class NTXent(keras.losses.Loss):
+class NTXent(ContrastiveLoss):
     """NT-Xent (the paper's equation 1), averaged over all 2N anchors.
 
     Each of the 2N views is an anchor; its positive is the other view of the
-    same image and its 2N - 2 negatives are the views of the other images.
-    Similarity is cosine similarity divided by `temperature`.
+    same image and its 2N - 2 negatives are the views of the other images:
+
+        l_i = -s(i, p) / tau + log sum_{k != i} exp(s(i, k) / tau)
+
+    with s the cosine similarity. See `contrastive.losses.base` for the
+    key set (`gather`, `replica_offset`), precision and `chunk_size`.
 
     Args:
         temperature: tau; the paper uses 0.1 on ImageNet, 0.5 on CIFAR-10.
+        negatives: `all` (the paper) or `other_view`.
+        chunk_size: anchors per block to bound memory; null: all at once.
 
     Call arguments:
         z_a: projections of the first views, shape `(N, d)`.
         z_b: projections of the second views, shape `(N, d)`.
+
+    Returns:
+        Per-anchor losses, shape `(2N,)` (Keras' reduction averages them).
     """
 
-    def __init__(self, temperature: PositiveFloat = 0.1, name="nt_xent", **kwargs):
-        super().__init__(name=name, **kwargs)
-        if temperature <= 0:
+    def __init__(
+        self,
+        temperature: PositiveFloat = 0.1,
+        negatives: Literal["all", "other_view"] = "all",
+        chunk_size: PositiveInt | None = None,
+        **kwargs,
+    ):
+        kwargs.setdefault("name", "nt_xent")
+        super().__init__(negatives=negatives, chunk_size=chunk_size, **kwargs)
+        if not temperature > 0:
             raise ValueError(f"temperature: expected a number > 0, received {temperature}")
         self.temperature = float(temperature)
+        self.metric_scale = 1.0 / self.temperature
 
-    def call(self, z_a, z_b):
-        z = ops.concatenate([z_a, z_b], axis=0)
-        z = z / ops.maximum(ops.norm(z, axis=1, keepdims=True), 1e-12)
-        n2 = ops.shape(z)[0]
-        n = n2 // 2
-        logits = ops.matmul(z, ops.transpose(z)) / self.temperature
-        eye = ops.eye(n2, dtype="bool")
-        # Self-similarity leaves the softmax through the mask, with no large
-        # constant that could overflow in low precision.
-        logits = ops.where(eye, ops.full_like(logits, float("-inf")), logits)
-        idx = ops.arange(n2)
-        positives = ops.where(idx < n, idx + n, idx - n)
-        return -ops.take_along_axis(
-            ops.log_softmax(logits, axis=1), ops.expand_dims(positives, 1), axis=1
-        )[:, 0]
+    def anchor_losses(self, sim, pos_mask, neg_mask):
+        logits = sim / self.temperature
+        candidates = ops.logical_or(pos_mask, neg_mask)
+        return masked_logsumexp(logits, candidates) - positive_similarity(logits, pos_mask)
 
     def get_config(self):
         config = super().get_config()

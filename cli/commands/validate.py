@@ -1,0 +1,20 @@
+"""`contrastive validate SPEC`: check a spec without running anything."""
+
+import click
+
+from contrastive_cli.options import set_option, spec_argument
+
+
+@click.command("validate")
+@spec_argument
+@set_option
+@click.option("--print", "show", is_flag=True, help="Print the resolved spec.")
+def command(spec, overrides, show):
+    """Check SPEC (YAML, TOML or JSON) and its overrides; exit 2 on a problem."""
+    from contrastive.spec import load_spec
+
+    resolved = load_spec(spec, overrides)
+    if show:
+        click.echo(resolved.to_yaml(), nl=False)
+    else:
+        click.echo(f"{spec}: ok")

@@ -1,0 +1,202 @@
+"""Random resized crop, per image, as in SimCLR (Inception-style crop)."""
+
+
+from typing import Literal
+
+import keras
+from keras import ops
+
+from contrastive.augmenters._base import Augmenter, check_pair, log_uniform
+from contrastive.registry import register
+from contrastive.typecheck import PositiveInt
+
+# Candidate boxes drawn per image; the first that fits is kept (torchvision
+# tries 10, the official TF op up to 100). If none fits, the whole image is
+# used, as tf.image.sample_distorted_bounding_box does.
+ATTEMPTS = 10
+
+
+def sample_crop_boxes(seed, batch, height, width, scale=(0.08, 1.0),
+                      ratio=(3 / 4, 4 / 3), attempts=ATTEMPTS):
+    """Draws one crop box per image.
+
+    The area fraction is uniform in `scale`, the aspect ratio (width/height)
+    log-uniform in `ratio`; box sides are rounded to whole pixels and the
+    offset is uniform over the positions where the box fits.
+
+    Returns:
+        int32 `(B, 4)`: `[y0, x0, h, w]` per image.
+    """
+    shape = (batch, attempts)
+    area = keras.random.uniform(shape, scale[0], scale[1], seed=seed) * (height * width)
+    aspect = log_uniform(seed, shape, ratio[0], ratio[1])
+    w = ops.round(ops.sqrt(area * aspect))
+    h = ops.round(ops.sqrt(area / aspect))
+    fits = (w >= 1) & (h >= 1) & (w <= width) & (h <= height)
+    first = ops.argmax(ops.cast(fits, "int32"), axis=1)
+    pick = ops.cast(ops.equal(ops.arange(attempts)[None, :], first[:, None]), "float32")
+    any_fits = ops.any(fits, axis=1)
+    h = ops.where(any_fits, ops.sum(h * pick, axis=1), float(height))
+    w = ops.where(any_fits, ops.sum(w * pick, axis=1), float(width))
+    u = keras.random.uniform((batch, 2), seed=seed)
+    y0 = ops.minimum(ops.floor(u[:, 0] * (height - h + 1)), height - h)
+    x0 = ops.minimum(ops.floor(u[:, 1] * (width - w + 1)), width - w)
+    return ops.cast(ops.stack([y0, x0, h, w], axis=1), "int32")
+
+
+def _cubic(t, a=-0.5):
+    """Keys' cubic convolution kernel (a = -0.5: TF's and PIL's bicubic)."""
+    t = ops.abs(t)
+    near = ((a + 2) * t - (a + 3)) * t * t + 1
+    far = ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+    return ops.where(t <= 1, near, ops.where(t < 2, far, ops.zeros_like(t)))
+
+
+def _taps(start, length, out_size, interpolation):
+    """Source indices and weights, per image, along one axis.
+
+    Half-pixel centres: output pixel i samples crop coordinate
+    (i + 0.5) * length / out_size - 0.5, as tf.image.resize (antialias off)
+    does; bilinear clamps the coordinate to the crop, bicubic drops taps
+    outside the crop and renormalises (TF's Keys kernel, as PIL does).
+
+    Returns:
+        A list of `(index (B, out), weight (B, out))`, one per tap.
+    """
+    start = ops.cast(start, "float32")[:, None]
+    length = ops.cast(length, "float32")[:, None]
+    i = ops.cast(ops.arange(out_size), "float32")[None, :]
+    src = (i + 0.5) * length / out_size - 0.5
+    if interpolation == "bilinear":
+        src = ops.clip(src, 0.0, length - 1)
+        f = ops.floor(src)
+        t = src - f
+        f1 = ops.minimum(f + 1, length - 1)
+        return [(f + start, 1 - t), (f1 + start, t)]
+    f = ops.floor(src)
+    t = src - f
+    taps = []
+    for k in (-1, 0, 1, 2):
+        idx = f + k
+        inside = (idx >= 0) & (idx <= length - 1)
+        weight = ops.where(inside, _cubic(t - k), 0.0)
+        taps.append((ops.clip(idx, 0.0, length - 1) + start, weight))
+    total = sum(w for _, w in taps)
+    return [(idx, w / total) for idx, w in taps]
+
+
+def _gather(images, taps, axis):
+    out = None
+    for idx, weight in taps:
+        idx = ops.cast(idx, "int32")
+        if axis == 1:
+            idx4, w4 = idx[:, :, None, None], weight[:, :, None, None]
+            target = (ops.shape(images)[0], idx.shape[1], images.shape[2], images.shape[3])
+        else:
+            idx4, w4 = idx[:, None, :, None], weight[:, None, :, None]
+            target = (ops.shape(images)[0], images.shape[1], idx.shape[1], images.shape[3])
+        picked = ops.take_along_axis(images, ops.broadcast_to(idx4, target), axis=axis)
+        out = picked * w4 if out is None else out + picked * w4
+    return out
+
+
+def apply_crop(images, boxes, size, interpolation="bicubic"):
+    """Crops each image to its box and resizes the crop to `size`.
+
+    Equal to `tf.image.crop_to_bounding_box` then `tf.image.resize(...,
+    antialias=False)` per image (and to PIL's crop + resize whenever the crop
+    is not larger than the output), clipped to [0, 1].
+
+    Args:
+        images: float32 `(B, H, W, C)`.
+        boxes: `(B, 4)` integers `[y0, x0, h, w]`.
+        size: `(out_height, out_width)`.
+        interpolation: `"bilinear"` or `"bicubic"`.
+    """
+    boxes = ops.cast(boxes, "float32")
+    rows = _taps(boxes[:, 0], boxes[:, 2], size[0], interpolation)
+    cols = _taps(boxes[:, 1], boxes[:, 3], size[1], interpolation)
+    out = _gather(images, rows, axis=1)
+    out = _gather(out, cols, axis=2)
+    return ops.clip(out, 0.0, 1.0)
+
+
+@register("augmenters", "random_resized_crop")
+class RandomResizedCrop(Augmenter):
+    """A random crop of each image, resized (the paper's "crop and resize").
+
+    Each image gets its own box: area fraction uniform in `scale`, aspect
+    ratio log-uniform in `ratio` (up to 10 tries, else the whole image), then
+    resized to `height` x `width` with half-pixel centres, no antialiasing
+    (as the official code's `tf.image.resize`).
+
+    Args:
+        height: output height; null keeps the input height.
+        width: output width; null keeps the input width.
+        scale: range of the crop's area as a fraction of the image's.
+        ratio: range of the crop's aspect ratio (width / height).
+        interpolation: `bicubic` (the official code) or `bilinear`.
+        seed: seeds the random draws.
+    """
+
+    def __init__(
+        self,
+        height: PositiveInt | None = None,
+        width: PositiveInt | None = None,
+        scale: tuple[float, float] = (0.08, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        interpolation: Literal["bilinear", "bicubic"] = "bicubic",
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(seed=seed, **kwargs)
+        self.height = height
+        self.width = width
+        self.scale = check_pair("scale", scale, low=0.0, high=1.0, positive=True)
+        self.ratio = check_pair("ratio", ratio, positive=True)
+        if interpolation not in ("bilinear", "bicubic"):
+            raise ValueError(
+                f"interpolation: expected one of bilinear, bicubic, received {interpolation!r}"
+            )
+        self.interpolation = interpolation
+
+    def output_size(self, input_shape):
+        return (self.height or input_shape[1], self.width or input_shape[2])
+
+    def call(self, images, training=True):
+        from contrastive.augmenters._base import to_float_images
+
+        images = to_float_images(images, self.name, self.channels)
+        if not training:
+            size = self.output_size(images.shape)
+            if size == tuple(images.shape[1:3]):
+                return images
+            whole = ops.stack(
+                [ops.zeros_like(images[:, 0, 0, 0]), ops.zeros_like(images[:, 0, 0, 0]),
+                 ops.ones_like(images[:, 0, 0, 0]) * images.shape[1],
+                 ops.ones_like(images[:, 0, 0, 0]) * images.shape[2]], axis=1)
+            return apply_crop(images, whole, size, self.interpolation)
+        return self.augment(images)
+
+    def augment(self, images):
+        _, height, width, _ = images.shape
+        boxes = sample_crop_boxes(
+            self.seed_generator, self.batch_size(images), height, width, self.scale, self.ratio
+        )
+        return apply_crop(images, boxes, self.output_size(images.shape), self.interpolation)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.output_size(input_shape), input_shape[3])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            height=self.height,
+            width=self.width,
+            scale=list(self.scale),
+            ratio=list(self.ratio),
+            interpolation=self.interpolation,
+        )
+        return config
+
+

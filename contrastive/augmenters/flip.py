@@ -1,0 +1,34 @@
+"""Random horizontal flip, per image."""
+
+from keras import ops
+
+from contrastive.augmenters._base import Augmenter, bernoulli, per_image
+from contrastive.registry import register
+from contrastive.typecheck import Probability
+
+
+def apply_flip(images, flip):
+    """Flips left-right the images where `flip` `(B,)` is true."""
+    return ops.where(per_image(flip), ops.flip(images, axis=2), images)
+
+
+@register("augmenters", "random_flip")
+class RandomFlip(Augmenter):
+    """Flips each image left-right with probability `p`, independently.
+
+    Args:
+        p: the probability of a flip.
+        seed: seeds the random draws.
+    """
+
+    def __init__(self, p: Probability = 0.5, seed: int | None = None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        self.p = p
+
+    def augment(self, images):
+        return apply_flip(images, bernoulli(self.seed_generator, self.batch_size(images), self.p))
+
+    def get_config(self):
+        config = super().get_config()
+        config["p"] = self.p
+        return config

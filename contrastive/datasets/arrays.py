@@ -1,0 +1,77 @@
+"""Images and labels from `.npz` or `.npy` files."""
+
+import pathlib
+
+import numpy as np
+
+from contrastive.datasets.base import Arrays, Dataset, as_uint8_images
+from contrastive.errors import DataError
+from contrastive.registry import register
+
+
+@register("datasets", "arrays")
+class ArrayFiles(Dataset):
+    """Images (and optional labels) stored as NumPy files.
+
+    Files are read with `allow_pickle=False`. Images are uint8 0..255 or
+    floats in [0, 1], shaped `(N, H, W)` or `(N, H, W, C)` with C 1 or 3.
+
+    Args:
+        path: the training `.npz` (keys `images_key`, optional `labels_key`)
+            or `.npy` (images only).
+        test_path: an optional held-out file of the same form (split `test`).
+        images_key: the images' key in a `.npz`.
+        labels_key: the labels' key in a `.npz`.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        test_path: str | None = None,
+        images_key: str = "images",
+        labels_key: str = "labels",
+    ):
+        self.path = path
+        self.test_path = test_path
+        self.images_key = images_key
+        self.labels_key = labels_key
+        self.splits = ("train", "test") if test_path else ("train",)
+
+    def load(self, split="train"):
+        self.check_split(split)
+        path = pathlib.Path(self.test_path if split == "test" else self.path)
+        try:
+            data = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise DataError(f"{path}: no such file") from None
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: cannot read as .npy/.npz: {exc}") from None
+        labels = None
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                if self.images_key not in data.files:
+                    raise DataError(
+                        f"{path}: expected an array named '{self.images_key}', "
+                        f"received arrays {', '.join(data.files) or '(none)'}"
+                    )
+                try:
+                    images = data[self.images_key]
+                    if self.labels_key in data.files:
+                        labels = data[self.labels_key]
+                except (OSError, ValueError) as exc:
+                    raise DataError(f"{path}: cannot read as .npy/.npz: {exc}") from None
+        else:
+            images = data
+        try:
+            images = as_uint8_images(images, str(path))
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+        if labels is not None:
+            labels = np.asarray(labels)
+            if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+                raise DataError(
+                    f"{path}: expected integer labels of shape ({len(images)},), "
+                    f"received {labels.dtype} of shape {labels.shape}"
+                )
+            labels = labels.astype(np.int32)
+        return Arrays(images, labels)

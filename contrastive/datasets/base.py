@@ -1,0 +1,88 @@
+"""The dataset contract: `load(split)` returns images and labels as arrays."""
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Arrays:
+    """Images held in memory.
+
+    Attributes:
+        images: uint8 array of shape `(N, H, W, C)`, values 0..255.
+        labels: int array of shape `(N,)`, or None when unlabelled.
+        class_names: the names of the label values, when known.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray | None = None
+    class_names: tuple = ()
+
+    def __len__(self):
+        return len(self.images)
+
+    def take(self, indices):
+        """Returns the subset at `indices`."""
+        labels = None if self.labels is None else self.labels[indices]
+        return Arrays(self.images[indices], labels, self.class_names)
+
+
+class Dataset:
+    """Base class of registered datasets.
+
+    Subclasses set `splits` and implement `load(split)`.
+    """
+
+    splits = ("train",)
+
+    def load(self, split="train"):
+        """Returns the `Arrays` of `split`.
+
+        Raises:
+            ValueError: `split` is not one of `self.splits`.
+        """
+        raise NotImplementedError
+
+    def check_split(self, split):
+        if split not in self.splits:
+            raise ValueError(
+                f"split: expected one of {', '.join(self.splits)}, received '{split}'"
+            )
+
+
+def as_uint8_images(images, source):
+    """Returns `images` as uint8 `(N, H, W, 3)`; grayscale is repeated to RGB.
+
+    Args:
+        images: an array of shape `(N, H, W)` or `(N, H, W, C)` with C in
+            1 or 3; uint8, or floats in [0, 1].
+        source: where the images came from, for messages.
+
+    Raises:
+        ValueError: saying what was expected and what was received.
+    """
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(
+            f"{source}: expected images of shape (N, H, W) or (N, H, W, C) with "
+            f"C 1 or 3, received shape {images.shape}"
+        )
+    if images.dtype == np.uint8:
+        return _rgb(images)
+    if np.issubdtype(images.dtype, np.floating):
+        if images.size and (images.min() < 0 or images.max() > 1):
+            raise ValueError(
+                f"{source}: expected float images in [0, 1], received values in "
+                f"[{images.min():g}, {images.max():g}]"
+            )
+        return _rgb(np.round(images * 255).astype(np.uint8))
+    raise ValueError(
+        f"{source}: expected uint8 or float images, received dtype {images.dtype}"
+    )
+
+
+def _rgb(images):
+    return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images

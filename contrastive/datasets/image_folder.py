@@ -1,0 +1,138 @@
+"""Images in one sub-folder per class, from a folder or a tar archive."""
+
+import concurrent.futures
+import io
+import os
+import pathlib
+import tarfile
+import warnings
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+from contrastive.datasets.base import Arrays, Dataset
+from contrastive.errors import DataError
+from contrastive.registry import register
+from contrastive.typecheck import PositiveInt
+
+EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+@register("datasets", "image_folder")
+class ImageFolder(Dataset):
+    """JPEG and PNG images in one sub-folder per class.
+
+    `path` is a folder `<class>/<image>` or a `.tar`, `.tar.gz` or `.tgz`
+    archive whose members are `.../<class>/<image>`. Images are converted to
+    RGB and resized to `size` x `size` (bilinear) where they differ.
+
+    Unreadable files (truncated, not an image) are reported with their
+    paths; with `on_error: skip` they are left out, with `on_error: fail`
+    loading stops before training starts.
+
+    Args:
+        path: the training images.
+        size: the side of the images, in pixels.
+        test_path: held-out images of the same form (split `test`).
+        limit_per_class: take at most this many images of each class (the
+            first ones in sorted order), for quick runs.
+        on_error: what to do with unreadable files.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        size: PositiveInt = 32,
+        test_path: str | None = None,
+        limit_per_class: PositiveInt | None = None,
+        on_error: Literal["skip", "fail"] = "skip",
+    ):
+        self.path = path
+        self.size = size
+        self.test_path = test_path
+        self.limit_per_class = limit_per_class
+        self.on_error = on_error
+        self.splits = ("train", "test") if test_path else ("train",)
+
+    def load(self, split="train"):
+        self.check_split(split)
+        root = pathlib.Path(self.test_path if split == "test" else self.path)
+        if root.is_dir():
+            items = _folder_items(root)
+            read = lambda item: item.read_bytes()  # noqa: E731
+            items = self._limit(items, lambda item: item.parent.name)
+            named = [(str(item), item.parent.name, item) for item in items]
+            return self._decode(root, named, read)
+        if root.is_file() and root.name.endswith((".tar", ".tar.gz", ".tgz")):
+            return self._from_tar(root)
+        raise DataError(f"{root}: expected a folder of class folders or a .tar.gz archive")
+
+    def _limit(self, items, class_of):
+        if self.limit_per_class is None:
+            return items
+        counts, kept = {}, []
+        for item in items:
+            name = class_of(item)
+            if counts.get(name, 0) < self.limit_per_class:
+                counts[name] = counts.get(name, 0) + 1
+                kept.append(item)
+        return kept
+
+    def _from_tar(self, root):
+        try:
+            with tarfile.open(root) as archive:
+                members = sorted(
+                    (m for m in archive.getmembers()
+                     if m.isfile() and m.name.lower().endswith(EXTENSIONS)),
+                    key=lambda m: m.name,
+                )
+                members = self._limit(members, lambda m: pathlib.PurePosixPath(m.name).parent.name)
+                blobs = {m.name: archive.extractfile(m).read() for m in members}
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise DataError(f"{root}: cannot read the archive: {exc}") from None
+        named = [
+            (f"{root}:{m.name}", pathlib.PurePosixPath(m.name).parent.name, m.name)
+            for m in members
+        ]
+        return self._decode(root, named, blobs.__getitem__)
+
+    def _decode(self, root, named, read):
+        if not named:
+            raise DataError(f"{root}: no {'/'.join(EXTENSIONS)} images in class folders")
+        classes = tuple(sorted({cls for _, cls, _ in named}))
+        index = {cls: i for i, cls in enumerate(classes)}
+
+        def decode(entry):
+            shown, _, key = entry
+            try:
+                with Image.open(io.BytesIO(read(key))) as image:
+                    image = image.convert("RGB")
+                    if image.size != (self.size, self.size):
+                        image = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
+                    return np.asarray(image, dtype=np.uint8), None
+            except Exception as exc:  # noqa: BLE001 (any undecodable file)
+                return None, f"{shown} ({type(exc).__name__}: {exc})"
+
+        workers = min(8, os.cpu_count() or 1)
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            decoded = list(pool.map(decode, named))
+        bad = [error for _, error in decoded if error]
+        if bad:
+            listing = "; ".join(bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
+            if self.on_error == "fail":
+                raise DataError(f"{len(bad)} unreadable image(s): {listing}")
+            warnings.warn(f"skipped {len(bad)} unreadable image(s): {listing}", stacklevel=2)
+        keep = [i for i, (image, _) in enumerate(decoded) if image is not None]
+        if not keep:
+            raise DataError(f"{root}: none of the {len(named)} images could be read")
+        images = np.stack([decoded[i][0] for i in keep])
+        labels = np.array([index[named[i][1]] for i in keep], dtype=np.int32)
+        return Arrays(images, labels, classes)
+
+
+def _folder_items(root):
+    items = []
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        items.extend(sorted(p for p in class_dir.iterdir() if p.is_file()))
+    return items

@@ -1,0 +1,20 @@
+"""Representations h of a frozen encoder."""
+
+import keras
+import numpy as np
+
+from contrastive.model import to_unit_float
+
+
+def encode(encoder, images, batch_size=256):
+    """Returns h for `images` (uint8 or float NHWC) as a float32 NumPy array.
+
+    The encoder runs in inference mode (batch norm uses its moving
+    statistics), in batches of `batch_size`.
+    """
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        batch = to_unit_float(keras.ops.convert_to_tensor(images[start:start + batch_size]))
+        h = encoder(batch, training=False)
+        outputs.append(keras.ops.convert_to_numpy(keras.ops.cast(h, "float32")))
+    return np.concatenate(outputs, axis=0)

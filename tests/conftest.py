@@ -1,0 +1,61 @@
+"""Shared test set-up: the backend comes from KERAS_BACKEND (default jax)."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import pathlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+CIFAR_TRAIN = SHARED / "datasets" / "cifar10" / "cifar10-train.tar.gz"
+CIFAR_TEST = SHARED / "datasets" / "cifar10" / "cifar10-test.tar.gz"
+
+
+@pytest.fixture
+def backend():
+    import keras
+
+    return keras.backend.backend()
+
+
+@pytest.fixture
+def write_spec(tmp_path):
+    """Writes a spec mapping to a file of the given suffix; returns its path."""
+
+    def write(data, suffix=".yaml", text=None):
+        import json
+
+        import yaml
+
+        path = tmp_path / f"spec{suffix}"
+        if text is None:
+            if suffix in (".yaml", ".yml"):
+                text = yaml.safe_dump(data)
+            elif suffix == ".json":
+                text = json.dumps(data)
+            else:
+                import tomli_w
+
+                text = tomli_w.dumps(data)
+        path.write_text(text)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def tiny_arrays(tmp_path):
+    """A small labelled `.npz` of random 16x16 RGB images; returns its path."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(48, 16, 16, 3), dtype=np.uint8)
+    labels = rng.integers(0, 3, size=48).astype(np.int32)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, images=images, labels=labels)
+    np.savez(tmp_path / "tiny_test.npz", images=images[:12], labels=labels[:12])
+    return path

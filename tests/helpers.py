@@ -1,0 +1,19 @@
+"""Spec builders shared by tests."""
+
+
+def tiny_spec(arrays_path, **sections):
+    """A spec that trains in seconds on `tiny_arrays`."""
+    spec = {
+        "seed": 1,
+        "data": {"name": "arrays", "path": str(arrays_path),
+                 "test_path": str(arrays_path.parent / "tiny_test.npz")},
+        "augment": None,
+        "encoder": {"name": "small_cnn", "widths": [8, 8]},
+        "head": {"name": "mlp", "output_dim": 8},
+        "loss": {"name": "nt_xent", "temperature": 0.5},
+        "optimizer": {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9},
+        "train": {"batch_size": 16, "epochs": 1, "steps_per_epoch": 2, "verbose": 0},
+        "eval": {"knn": {"k": 5}, "linear": {"epochs": 2}},
+    }
+    spec.update(sections)
+    return spec

@@ -1,0 +1,321 @@
+"""Augmenters: NumPy/PIL references for fixed parameters, statistics of the
+random draws, input handling, and the pipeline inside a compiled fit."""
+
+import colorsys
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+from PIL import Image
+from scipy import ndimage
+
+from contrastive import registry
+from contrastive.augmenters import blur, color, crop, flip, solarize
+from contrastive.augmenters.simclr import SimCLRAugment
+
+NAMES = ("random_resized_crop", "random_flip", "color_jitter", "random_grayscale",
+         "gaussian_blur", "solarize", "simclr")
+
+
+def np_(x):
+    return np.asarray(ops.convert_to_numpy(x))
+
+
+def rand_images(n, h, w, seed=0):
+    return np.random.RandomState(seed).uniform(0.02, 0.98, (n, h, w, 3)).astype("float32")
+
+
+# References for fixed parameters ----------------------------------------
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_crop_matches_pil_crop_and_resize(interpolation):
+    images = rand_images(3, 16, 20)
+    # Crops no larger than the output (always so at the default output size):
+    # PIL then has no antialiasing, like tf.image.resize in the official code.
+    boxes = np.array([[0, 2, 16, 16], [3, 5, 7, 9], [8, 1, 5, 12]], "int32")
+    out = np_(crop.apply_crop(images, boxes, (16, 16), interpolation))
+    method = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+    for i, (y0, x0, h, w) in enumerate(boxes):
+        for c in range(3):
+            pil = Image.fromarray(images[i, y0:y0 + h, x0:x0 + w, c], mode="F")
+            ref = np.clip(np.asarray(pil.resize((16, 16), method[interpolation])), 0, 1)
+            np.testing.assert_allclose(out[i, ..., c], ref, atol=2e-5)
+
+
+def np_bilinear(img, out_h, out_w):
+    """Half-pixel bilinear without antialiasing (tf.image.resize's rule)."""
+
+    def axis(n_in, n_out):
+        src = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        lo = np.floor(src).astype(int)
+        return lo, np.minimum(lo + 1, n_in - 1), src - lo
+
+    y0, y1, ty = axis(img.shape[0], out_h)
+    x0, x1, tx = axis(img.shape[1], out_w)
+    rows = img[y0] * (1 - ty)[:, None, None] + img[y1] * ty[:, None, None]
+    return rows[:, x0] * (1 - tx)[None, :, None] + rows[:, x1] * tx[None, :, None]
+
+
+def test_crop_downscale_matches_numpy_bilinear():
+    images = rand_images(2, 16, 20)
+    boxes = np.array([[0, 0, 16, 20], [2, 3, 13, 11]], "int32")
+    out = np_(crop.apply_crop(images, boxes, (6, 7), "bilinear"))
+    for i, (y0, x0, h, w) in enumerate(boxes):
+        ref = np_bilinear(images[i, y0:y0 + h, x0:x0 + w], 6, 7)
+        np.testing.assert_allclose(out[i], ref, atol=1e-5)
+
+
+def test_crop_identity_box_returns_image():
+    images = rand_images(2, 8, 8)
+    boxes = np.array([[0, 0, 8, 8]] * 2, "int32")
+    for interp in ("bilinear", "bicubic"):
+        np.testing.assert_allclose(np_(crop.apply_crop(images, boxes, (8, 8), interp)), images, atol=1e-6)
+
+
+def test_flip_reference():
+    images = rand_images(3, 4, 5)
+    out = np_(flip.apply_flip(images, np.array([True, False, True])))
+    np.testing.assert_array_equal(out[0], images[0, :, ::-1])
+    np.testing.assert_array_equal(out[1], images[1])
+    np.testing.assert_array_equal(out[2], images[2, :, ::-1])
+
+
+def np_saturation(img, f):
+    out = np.empty_like(img)
+    for idx in np.ndindex(img.shape[:2]):
+        h, s, v = colorsys.rgb_to_hsv(*img[idx])
+        out[idx] = colorsys.hsv_to_rgb(h, min(max(s * f, 0.0), 1.0), v)
+    return out
+
+
+def np_hue(img, d):
+    out = np.empty_like(img)
+    for idx in np.ndindex(img.shape[:2]):
+        h, s, v = colorsys.rgb_to_hsv(*img[idx])
+        out[idx] = colorsys.hsv_to_rgb((h + d) % 1.0, s, v)
+    return out
+
+
+def np_op(img, op, value):
+    if op == 0:
+        return img * value
+    if op == 1:
+        m = img.mean(axis=(0, 1), keepdims=True)
+        return (img - m) * value + m
+    if op == 2:
+        return np_saturation(img, value)
+    return np_hue(img, value)
+
+
+@pytest.mark.parametrize("op", [0, 1, 2, 3])
+def test_each_jitter_op_matches_numpy(op):
+    images = rand_images(3, 4, 4, seed=op)
+    values = [np.array([0.3, 1.0, 1.7], "float32")] * 3 + [np.array([-0.2, 0.05, 0.45], "float32")]
+    fn = [color.adjust_brightness, color.adjust_contrast, color.adjust_saturation,
+          color.adjust_hue][op]
+    out = np_(fn(images, values[op]))
+    for i in range(3):
+        np.testing.assert_allclose(out[i], np_op(images[i], op, values[op][i]), atol=1e-5)
+
+
+def test_jitter_order_per_image_matches_sequential_numpy():
+    images = rand_images(3, 4, 4, seed=7)
+    factors = np.array([[1.6, 0.4, 1.5, 0.1], [0.5, 1.7, 0.2, -0.15], [1.2, 1.3, 0.0, 0.3]], "float32")
+    order = np.array([[3, 0, 2, 1], [0, 1, 2, 3], [2, 1, 3, 0]], "int32")
+    out = np_(color.apply_jitter(images, factors, order))
+    for i in range(3):
+        ref = images[i]
+        for op in order[i]:
+            ref = np.clip(np_op(ref, op, factors[i, op]), 0.0, 1.0)
+        np.testing.assert_allclose(out[i], ref, atol=1e-5)
+
+
+def test_grayscale_weights():
+    images = rand_images(2, 3, 3)
+    out = np_(color.to_grayscale(images))
+    ref = images @ np.array([0.2989, 0.5870, 0.1140], "float32")
+    for c in range(3):
+        np.testing.assert_allclose(out[..., c], ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("padding,mode", [("zero", "constant"), ("reflect", "mirror")])
+def test_blur_matches_scipy(padding, mode):
+    images = rand_images(2, 12, 10)
+    sigma = np.array([0.5, 1.7], "float32")
+    radius = 3
+    out = np_(blur.apply_blur(images, sigma, radius, padding))
+    for i in range(2):
+        x = np.arange(-radius, radius + 1)
+        k = np.exp(-x ** 2 / (2 * sigma[i] ** 2))
+        k /= k.sum()
+        ref = ndimage.correlate1d(images[i], k, axis=0, mode=mode, cval=0.0)
+        ref = ndimage.correlate1d(ref, k, axis=1, mode=mode, cval=0.0)
+        np.testing.assert_allclose(out[i], ref, atol=1e-5)
+
+
+def test_blur_kernel_size_follows_official_rule():
+    assert blur.blur_radius(224) == 11  # kernel_size 22 -> 23 taps
+    assert blur.blur_radius(32) == 1  # 3 taps
+    assert blur.blur_radius(16) == 0  # no blur below 20 pixels
+    k = np_(blur.gaussian_kernels(np.array([1.0], "float32"), 2))[0]
+    ref = np.exp(-np.arange(-2, 3) ** 2 / 2.0)
+    np.testing.assert_allclose(k, ref / ref.sum(), atol=1e-6)
+
+
+def test_solarize_reference():
+    images = rand_images(2, 4, 4)
+    out = np_(solarize.apply_solarize(images, 0.5, np.array([True, False])))
+    np.testing.assert_allclose(out[0], np.where(images[0] < 0.5, images[0], 1 - images[0]))
+    np.testing.assert_allclose(out[1], images[1])
+
+
+# Statistics of the draws ---------------------------------------------------
+
+
+def test_crop_box_statistics():
+    seed = keras.random.SeedGenerator(3)
+    boxes = np_(crop.sample_crop_boxes(seed, 4000, 224, 224)).astype(float)
+    y0, x0, h, w = boxes.T
+    assert (y0 >= 0).all() and (x0 >= 0).all()
+    assert (y0 + h <= 224).all() and (x0 + w <= 224).all()
+    area = h * w / 224 ** 2
+    ratio = w / h
+    assert area.min() < 0.09 and area.max() > 0.97
+    assert area.min() > 0.079 and area.max() <= 1.0
+    assert ratio.min() < 0.77 and ratio.max() > 1.30
+    assert ratio.min() > 0.74 and ratio.max() < 1.35
+    assert abs(np.mean(np.log(ratio))) < 0.02  # log-uniform: symmetric
+    assert len({tuple(b) for b in boxes}) > 3900  # per image, not per batch
+    again = np_(crop.sample_crop_boxes(seed, 4000, 224, 224))
+    assert (again != boxes).any(axis=1).mean() > 0.99  # a second view differs
+
+
+def test_jitter_order_is_a_random_permutation_per_image():
+    factors, order = crop_free_jitter_draws()
+    order = np_(order)
+    assert (np.sort(order, axis=1) == np.arange(4)).all()
+    assert len({tuple(r) for r in order}) == 24
+    f = np_(factors)
+    assert f[:, 0].min() < 0.25 and f[:, 0].max() > 1.75
+    assert f[:, 3].min() < -0.19 and f[:, 3].max() > 0.19
+
+
+def crop_free_jitter_draws():
+    seed = keras.random.SeedGenerator(5)
+    return color.sample_jitter(seed, 2000, color.jitter_ranges(1.0))
+
+
+def changed(a, b):
+    return np.abs(a - b).reshape(len(a), -1).max(axis=1) > 1e-4
+
+
+def test_jitter_and_grayscale_fractions():
+    n = 2000
+    images = rand_images(n, 4, 4, seed=1)
+    jit = np_(color.ColorJitter(seed=1)(images, training=True))
+    frac = changed(jit, images).mean()
+    assert abs(frac - 0.8) < 0.035, frac
+    gray = np_(color.RandomGrayscale(seed=2)(images, training=True))
+    is_gray = np.abs(gray[..., 0] - gray[..., 1]).reshape(n, -1).max(axis=1) < 1e-6
+    assert abs(is_gray.mean() - 0.2) < 0.035, is_gray.mean()
+    flipped = np_(flip.RandomFlip(seed=3)(images, training=True))
+    assert abs(changed(flipped, images).mean() - 0.5) < 0.04
+    blurred = np_(blur.RandomGaussianBlur(seed=4)(rand_images(600, 20, 20), training=True))
+    assert abs(changed(blurred, rand_images(600, 20, 20)).mean() - 0.5) < 0.07
+
+
+def test_views_differ_between_images_and_calls_and_seed_reproduces():
+    one = rand_images(1, 16, 16)
+    batch = np.repeat(one, 16, axis=0)
+    aug = SimCLRAugment(preset="imagenet", seed=11)
+    a, b = np_(aug(batch, training=True)), np_(aug(batch, training=True))
+    assert len({a[i].tobytes() for i in range(16)}) == 16
+    assert changed(a, b).all()
+    again = SimCLRAugment(preset="imagenet", seed=11)
+    np.testing.assert_array_equal(np_(again(batch, training=True)), a)
+    other = np_(SimCLRAugment(preset="imagenet", seed=12)(batch, training=True))
+    assert changed(a, other).all()
+
+
+# Inputs, outputs, registry -------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_registered_uint8_and_float_accepted(name):
+    layer = registry.build("augmenters", {"name": name}, context={"seed": 0})
+    uint8 = np.random.RandomState(0).randint(0, 256, (4, 24, 24, 3)).astype("uint8")
+    a = np_(layer(uint8, training=True))
+    assert a.dtype == np.float32 and a.shape == (4, 24, 24, 3)
+    assert a.min() >= 0.0 and a.max() <= 1.0
+    same = registry.build("augmenters", {"name": name}, context={"seed": 0})
+    b = np_(same(uint8.astype("float32") / 255.0, training=True))
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    plain = np_(layer(uint8, training=False))
+    np.testing.assert_allclose(plain, uint8 / 255.0, atol=1e-6)
+    clone = type(layer).from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+
+
+@pytest.mark.parametrize(
+    "images,match",
+    [
+        (np.zeros((8, 8, 3), "float32"), "rank 4"),
+        (np.zeros((2, 8, 8, 4), "float32"), "3 channels"),
+        (np.zeros((2, 8, 8, 3), "int32"), "uint8 images"),
+    ],
+)
+def test_bad_inputs_are_clear_errors(images, match):
+    with pytest.raises(ValueError, match=match):
+        SimCLRAugment(seed=0)(images, training=True)
+
+
+def test_presets_and_overrides():
+    imagenet = SimCLRAugment(preset="imagenet")
+    assert imagenet.settings["strength"] == 1.0 and imagenet.blur is not None
+    cifar = SimCLRAugment(preset="cifar10")
+    assert cifar.settings["strength"] == 0.5 and cifar.blur is None
+    assert cifar.jitter.ranges == pytest.approx((0.4, 0.4, 0.4, 0.1))
+    custom = SimCLRAugment(preset="cifar10", blur=True, strength=0.25, size=8,
+                           grayscale_probability=0.0)
+    assert custom.blur is not None and custom.jitter.ranges[3] == pytest.approx(0.05)
+    assert custom.grayscale.p == 0.0
+    out = custom(np.zeros((2, 16, 16, 3), "uint8"), training=True)
+    assert tuple(out.shape) == (2, 8, 8, 3)
+
+
+def test_spec_rejects_bad_arguments():
+    from contrastive.errors import SpecError
+
+    with pytest.raises(SpecError):
+        registry.check("augmenters", {"name": "simclr", "preset": "mnist"})
+    with pytest.raises(SpecError):
+        registry.check("augmenters", {"name": "random_flip", "p": 1.5})
+
+
+# Inside a compiled fit -------------------------------------------------------
+
+
+class TwoViews(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.augment = SimCLRAugment(preset="imagenet", seed=0)
+        self.flat = keras.layers.Flatten()
+        self.dense = keras.layers.Dense(1)
+
+    def call(self, x, training=False):
+        a = self.augment(x, training=training)
+        b = self.augment(x, training=training)
+        return self.dense(self.flat(a - b))
+
+
+def test_pipeline_runs_in_compiled_fit():
+    model = TwoViews()
+    jit = keras.backend.backend() in ("jax", "tensorflow")
+    model.compile(optimizer="sgd", loss="mse", jit_compile=jit)
+    x = np.random.RandomState(0).randint(0, 256, (8, 32, 32, 3)).astype("uint8")
+    history = model.fit(x, np.zeros((8, 1), "float32"), batch_size=4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    state = [np_(v) for v in model.augment.non_trainable_variables]
+    assert any((s != 0).any() for s in state)

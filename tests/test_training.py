@@ -1,0 +1,77 @@
+"""End to end: a spec trains with model.fit and writes a run directory."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import yaml
+
+from contrastive.batches import ShuffledBatches
+from contrastive.spec import resolve
+from contrastive.training import train
+from contrastive_cli.main import main
+
+from helpers import tiny_spec
+
+
+def test_train_writes_a_run_directory(tiny_arrays, tmp_path, backend):
+    spec = resolve(tiny_spec(tiny_arrays, train={"batch_size": 16, "epochs": 2, "verbose": 0}))
+    results = train(spec, out_dir=tmp_path / "run", log=lambda line: None)
+    run = tmp_path / "run"
+    assert results["backend"] == backend
+    assert results["epochs"] == 2 and results["steps"] == 2 * (48 // 16)
+    assert np.isfinite(results["final_loss"])
+    assert yaml.safe_load((run / "spec.yaml").read_text()) == spec.data
+    assert json.loads((run / "results.json").read_text())["eval"].keys() == {
+        "knn_accuracy", "linear_accuracy"}
+    rows = (run / "metrics.csv").read_text().strip().splitlines()
+    header = rows[0].split(",")
+    assert header[0] == "epoch" and "loss" in header and len(rows) == 3
+    encoder = keras.saving.load_model(run / "encoder.keras")
+    h = keras.ops.convert_to_numpy(encoder(np.zeros((2, 16, 16, 3), "float32")))
+    assert h.shape == (2, 8)
+
+
+def test_training_changes_the_encoder_and_lowers_the_loss(tiny_arrays, tmp_path):
+    spec = resolve(tiny_spec(
+        tiny_arrays, train={"batch_size": 16, "epochs": 4, "verbose": 0},
+        eval={"knn": {"enabled": False}, "linear": {"enabled": False}}))
+    train(spec, out_dir=tmp_path / "run", log=lambda line: None)
+    rows = (tmp_path / "run" / "metrics.csv").read_text().strip().splitlines()
+    column = rows[0].split(",").index("loss")
+    losses = [float(row.split(",")[column]) for row in rows[1:]]
+    assert losses[-1] < losses[0]
+
+
+def test_existing_run_directory_is_never_overwritten(tiny_arrays, tmp_path, capsys, write_spec):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "encoder.keras").write_text("precious")
+    file = write_spec(tiny_spec(tiny_arrays))
+    with pytest.raises(SystemExit) as info:
+        main(["train", str(file), "--out", str(run)])
+    assert info.value.code == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (run / "encoder.keras").read_text() == "precious"
+
+
+def test_batch_larger_than_the_data_is_a_spec_error(tiny_arrays, tmp_path, capsys, write_spec):
+    file = write_spec(tiny_spec(tiny_arrays, train={"batch_size": 1000}))
+    with pytest.raises(SystemExit) as info:
+        main(["train", str(file), "--out", str(tmp_path / "run")])
+    assert info.value.code == 2
+    assert "train.batch_size: expected at most the 48 training images" in capsys.readouterr().err
+
+
+def test_batches_are_full_shuffled_and_reproducible():
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
+    first = ShuffledBatches(images, 4, seed=3)
+    assert len(first) == 2
+    epoch0 = np.concatenate([first[i][0].ravel() for i in range(2)])
+    assert len(set(epoch0)) == 8
+    first.on_epoch_end()
+    epoch1 = np.concatenate([first[i][0].ravel() for i in range(2)])
+    assert not np.array_equal(epoch0, epoch1)
+    again = ShuffledBatches(images, 4, seed=3, first_epoch=1)
+    assert np.array_equal(np.concatenate([again[i][0].ravel() for i in range(2)]), epoch1)
