@@ -5,7 +5,8 @@ import numpy as np
 
 
 class ShuffledBatches(keras.utils.PyDataset):
-    """Yields `(images,)` batches of exactly `batch_size`, reshuffled each epoch.
+    """Yields `(images,)` or `(images, labels)` batches of exactly
+    `batch_size`, reshuffled each epoch.
 
     The order of epoch `e` is a permutation drawn from `(seed, e)`, so a run
     is reproducible and can resume at any epoch. The remainder that does
@@ -18,9 +19,11 @@ class ShuffledBatches(keras.utils.PyDataset):
         seed: the shuffling seed.
         steps_per_epoch: batches per epoch; default `N // batch_size`.
         first_epoch: the epoch whose order the first pass uses.
+        labels: `(N,)` labels to yield beside the images, or None.
     """
 
-    def __init__(self, images, batch_size, seed, steps_per_epoch=None, first_epoch=0):
+    def __init__(self, images, batch_size, seed, steps_per_epoch=None, first_epoch=0,
+                 labels=None):
         super().__init__()
         if batch_size > len(images):
             raise ValueError(
@@ -28,6 +31,7 @@ class ShuffledBatches(keras.utils.PyDataset):
                 f"received {batch_size}"
             )
         self.images = images
+        self.labels = labels
         self.batch_size = batch_size
         self.seed = seed
         self.steps = steps_per_epoch or len(images) // batch_size
@@ -51,7 +55,9 @@ class ShuffledBatches(keras.utils.PyDataset):
             self._order = self.order(self.epoch)
             self._order_epoch = self.epoch
         picks = np.sort(self._order[index * self.batch_size:(index + 1) * self.batch_size])
-        return (self.images[picks],)
+        if self.labels is None:
+            return (self.images[picks],)
+        return self.images[picks], self.labels[picks]
 
     def on_epoch_end(self):
         self.epoch += 1

@@ -27,22 +27,32 @@ class SimCLR(keras.Model):
         augmenter: makes one view per call; None trains on the images as
             they are.
         loss: a contrastive loss called as `loss(z_a, z_b)`.
+        num_classes: when set, an online linear probe (as in the official
+            code) learns to classify `stop_gradient(h)` of both views from
+            the labels given to `fit`; its cross-entropy is added to the
+            loss (it trains the probe only) and `probe_accuracy` is logged.
 
     Call arguments:
         images: uint8 (0..255) or float (0..1) images, NHWC.
         training: make views and update batch-norm statistics.
 
     Returns:
-        `{"h": h, "z": z}`; in training both have 2N rows: the first views
-        of the N images, then their second views.
+        `{"h": h, "z": z}` (and `"probe": logits` with a probe); in
+        training each has 2N rows: the first views of the N images, then
+        their second views.
     """
 
-    def __init__(self, encoder, head, augmenter=None, loss=None, **kwargs):
+    def __init__(self, encoder, head, augmenter=None, loss=None, num_classes=None, **kwargs):
         super().__init__(**kwargs)
         self.encoder = encoder
         self.head = head
         self.augmenter = augmenter
         self.contrastive_loss = loss
+        self.num_classes = num_classes
+        self.probe = None
+        if num_classes:
+            self.probe = keras.layers.Dense(num_classes, dtype="float32", name="probe")
+            self.probe_accuracy = keras.metrics.SparseCategoricalAccuracy(name="probe_accuracy")
         self.loss_metrics = {
             name: keras.metrics.Mean(name=name)
             for name in getattr(loss, "metric_names", ())
@@ -59,7 +69,10 @@ class SimCLR(keras.Model):
             x = ops.concatenate([first, second], axis=0)
         h = self.encoder(x, training=training)
         z = self.head(h, training=training)
-        return {"h": h, "z": z}
+        outputs = {"h": h, "z": z}
+        if self.probe is not None:
+            outputs["probe"] = self.probe(ops.stop_gradient(ops.cast(h, "float32")))
+        return outputs
 
     def represent(self, images):
         """Returns h for `images`, in inference mode (no augmentation)."""
@@ -74,6 +87,14 @@ class SimCLR(keras.Model):
             values = self.contrastive_loss.metrics_from(z_a, z_b)
             for name, tracker in self.loss_metrics.items():
                 tracker.update_state(values[name])
+        if self.probe is not None and y is not None:
+            labels = ops.concatenate([y, y], axis=0)
+            logits = y_pred["probe"]
+            probe_loss = ops.mean(
+                keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+            )
+            self.probe_accuracy.update_state(labels, logits)
+            loss = loss + probe_loss
         for extra in self.losses:
             loss = loss + ops.cast(extra, loss.dtype)
         return loss
@@ -85,6 +106,7 @@ class SimCLR(keras.Model):
             head=keras.saving.serialize_keras_object(self.head),
             augmenter=keras.saving.serialize_keras_object(self.augmenter),
             loss=keras.saving.serialize_keras_object(self.contrastive_loss),
+            num_classes=self.num_classes,
         )
         return config
 

@@ -81,6 +81,8 @@ class TrainSection:
         precision: Keras dtype policy of the encoder and head.
         jit_compile: compile the train step (`auto`: Keras' choice).
         verbose: Keras' progress display (0 silent, 1 bar, 2 a line an epoch).
+        probe: an online linear probe on stop-gradient h during pretraining,
+            when the data has labels (as the official code does).
     """
 
     batch_size: PositiveInt = 256
@@ -89,6 +91,7 @@ class TrainSection:
     precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
     jit_compile: bool | Literal["auto"] = "auto"
     verbose: Literal[0, 1, 2] = 1
+    probe: bool = True
 
 
 @dataclasses.dataclass
@@ -150,9 +153,12 @@ class EvalSection:
             the `test` split of `data`.
         knn: see `KnnSection`.
         linear: see `LinearSection`.
+        monitor_every: a kNN measurement on the held-out data every this
+            many epochs of pretraining (0: none).
     """
 
     data: dict | None = None
+    monitor_every: NonNegativeInt = 0
     knn: KnnSection = dataclasses.field(default_factory=KnnSection)
     linear: LinearSection = dataclasses.field(default_factory=LinearSection)
 
@@ -165,10 +171,16 @@ class OutputSection:
         dir: the run directory; `--out` replaces it. Null gives a new
             `runs/<spec name>-<date>-<time>` each run.
         save_encoder: write the trained encoder as `encoder.keras`.
+        checkpoint_every: epochs between checkpoints (and after the last).
+        tensorboard: write TensorBoard logs (needs TensorFlow installed).
+        plot: write `curves.png` of the metrics.
     """
 
     dir: str | None = None
     save_encoder: bool = True
+    checkpoint_every: PositiveInt = 1
+    tensorboard: bool = True
+    plot: bool = True
 
 
 SECTIONS = {

@@ -116,81 +116,215 @@ def prepare_run_dir(path):
     return path
 
 
-def train(spec, out_dir=None, log=print):
+def train(spec, out_dir=None, log=print, resume=False):
     """Pretrains SimCLR as `spec` says, then evaluates h; returns the results.
 
     Writes into the run directory: `spec.yaml` (the resolved spec),
-    `metrics.csv`, `encoder.keras` (images float32 in [0, 1] to h) and
-    `results.json`.
+    `metrics.csv`, `curves.png`, TensorBoard logs under `tensorboard/`,
+    atomic checkpoints (`checkpoint.json` naming the newest
+    `checkpoints/epoch-NNNN.weights.h5`), `encoder.keras` (float32 images in
+    [0, 1] to h) and `results.json`.
 
     Args:
         spec: a `contrastive.spec.Spec`.
         out_dir: the run directory; default `output.dir` of the spec.
         log: where progress lines go.
+        resume: continue the run in `out_dir` from its last checkpoint, with
+            the optimizer state, schedule position, epoch, data order and
+            random-generator states, so that the final weights equal those
+            of an uninterrupted run.
 
     Returns:
         A dict: run directory, epochs, steps, final loss, seconds, images per
         second, and the evaluation accuracies.
+
+    Raises:
+        FloatingPointError: the loss became NaN or infinite; the last good
+            checkpoint is kept.
     """
     import keras
 
     from contrastive.batches import ShuffledBatches
+    from contrastive.callbacks import Checkpoint, StopOnNonFinite
+    from contrastive.checkpoints import read_state
     from contrastive.model import SimCLR
 
-    run_dir = prepare_run_dir(out_dir or spec["output"]["dir"] or default_run_dir(spec))
-    (run_dir / "spec.yaml").write_text(
-        f"# resolved from {spec.file}\n" + spec.to_yaml(), encoding="utf-8"
-    )
+    if resume:
+        run_dir = pathlib.Path(out_dir)
+        state = read_state(run_dir)
+    else:
+        run_dir = prepare_run_dir(out_dir or spec["output"]["dir"] or default_run_dir(spec))
+        state = None
+        (run_dir / "spec.yaml").write_text(
+            f"# resolved from {spec.file}\n" + spec.to_yaml(), encoding="utf-8"
+        )
     parts = build_parts(spec)
     optimizer, schedule = build_optimizer(spec, parts.steps_per_epoch)
-    model = SimCLR(parts.encoder, parts.head, parts.augmenter, parts.loss)
-    jit = spec["train"]["jit_compile"]
-    model.compile(optimizer=optimizer, jit_compile=jit)
+    labels = parts.train.labels if spec["train"]["probe"] else None
+    num_classes = int(labels.max()) + 1 if labels is not None else None
+    model = SimCLR(parts.encoder, parts.head, parts.augmenter, parts.loss, num_classes=num_classes)
+    model.compile(optimizer=optimizer, jit_compile=spec["train"]["jit_compile"])
+    epochs = spec["train"]["epochs"]
+    first_epoch = 0
+    if state is not None:
+        first_epoch = state["epoch"]
+        _restore(model, parts, state, run_dir)
+        _truncate_metrics(run_dir / "metrics.csv", first_epoch)
+        log(f"resuming {run_dir} after epoch {first_epoch} of {epochs}")
     log(
         f"backend {keras.backend.backend()}: {len(parts.train)} images, batch "
         f"{spec['train']['batch_size']}, {parts.steps_per_epoch} steps x "
-        f"{spec['train']['epochs']} epochs -> {run_dir}"
+        f"{epochs} epochs -> {run_dir}"
     )
     peak = getattr(schedule, "peak_learning_rate", None)
     if peak is not None:
         log(f"peak learning rate {float(peak):.6g}")
+        _merge_json(run_dir / "results.json", {"peak_learning_rate": float(peak)})
     batches = ShuffledBatches(
         parts.train.images,
         spec["train"]["batch_size"],
         seed=spec["seed"],
         steps_per_epoch=parts.steps_per_epoch,
+        first_epoch=first_epoch,
+        labels=labels,
     )
+    callbacks = [
+        keras.callbacks.CSVLogger(str(run_dir / "metrics.csv"), append=first_epoch > 0),
+        StopOnNonFinite(),
+        Checkpoint(run_dir, spec["output"]["checkpoint_every"], epochs, first_epoch),
+    ]
+    monitor = _knn_monitor(spec, parts)
+    if monitor is not None:
+        callbacks.insert(0, monitor)
+    if spec["output"]["tensorboard"]:
+        board = _tensorboard(run_dir)
+        if board is None:
+            log("TensorBoard logs skipped: tensorflow and tensorboard are not both installed")
+        else:
+            callbacks.append(board)
     start = time.perf_counter()
     history = model.fit(
         batches,
-        epochs=spec["train"]["epochs"],
+        epochs=epochs,
+        initial_epoch=first_epoch,
+        shuffle=False,  # the batches shuffle themselves, reproducibly
         verbose=spec["train"]["verbose"],
-        callbacks=[
-            keras.callbacks.CSVLogger(str(run_dir / "metrics.csv")),
-            keras.callbacks.TerminateOnNaN(),
-        ],
+        callbacks=callbacks,
     )
     seconds = time.perf_counter() - start
+    if spec["output"]["plot"]:
+        from contrastive.plots import plot_metrics
+
+        plot_metrics(run_dir / "metrics.csv", run_dir / "curves.png")
     losses = history.history.get("loss", [])
     if losses and not np.isfinite(losses[-1]):
+        last = read_state(run_dir)
+        kept = f"; the last good checkpoint is {run_dir / last['weights']}" if last else ""
         raise FloatingPointError(
-            f"the loss became {losses[-1]} at epoch {len(losses)}; training stopped"
+            f"the loss became {losses[-1]} in epoch {first_epoch + len(losses)}; "
+            f"training stopped{kept}"
         )
     images_seen = parts.steps_per_epoch * spec["train"]["batch_size"] * len(losses)
     results = {
         "run_dir": str(run_dir),
         "backend": keras.backend.backend(),
-        "epochs": len(losses),
-        "steps": parts.steps_per_epoch * len(losses),
+        "epochs": first_epoch + len(losses),
+        "steps": parts.steps_per_epoch * (first_epoch + len(losses)),
         "final_loss": float(losses[-1]) if losses else None,
         "seconds": round(seconds, 2),
         "images_per_second": round(images_seen / seconds, 1) if seconds else None,
     }
+    if peak is not None:
+        results["peak_learning_rate"] = float(peak)
     if spec["output"]["save_encoder"]:
         save_encoder(parts.encoder, parts.train.images.shape[1:], run_dir / "encoder.keras")
     results["eval"] = evaluate(spec, parts, log)
     (run_dir / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     return results
+
+
+def resume(run_dir, log=print):
+    """Continues the run in `run_dir` from its last checkpoint. See `train`.
+
+    Raises:
+        SpecError: `run_dir` holds no resolved spec or no checkpoint.
+    """
+    from contrastive.checkpoints import read_state
+    from contrastive.spec import load_spec
+
+    run_dir = pathlib.Path(run_dir)
+    if not (run_dir / "spec.yaml").exists():
+        raise SpecError(f"{run_dir}: expected a run directory with a spec.yaml", "--resume")
+    spec = load_spec(run_dir / "spec.yaml")
+    if read_state(run_dir) is None:
+        log(f"{run_dir} has no checkpoint yet: starting from epoch 0")
+    return train(spec, out_dir=run_dir, log=log, resume=True)
+
+
+def _restore(model, parts, state, run_dir):
+    """Builds the model and its optimizer, then loads a checkpoint: weights,
+    optimizer state and random-generator states."""
+    from contrastive.callbacks import random_states
+
+    model(parts.train.images[:2], training=True)
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(str(run_dir / state["weights"]))
+    variables = random_states(model)
+    if len(variables) != len(state["random_states"]):
+        raise SpecError(
+            f"the checkpoint holds {len(state['random_states'])} random-generator "
+            f"states, the model built from spec.yaml has {len(variables)}",
+            "--resume",
+        )
+    for variable, value in zip(variables, state["random_states"]):
+        variable.assign(np.asarray(value, dtype=variable.dtype))
+
+
+def _truncate_metrics(path, epochs):
+    """Keeps the header and the rows of the first `epochs` epochs: those a
+    resumed run repeats are written again."""
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) < epochs]
+    path.write_text("".join(kept), encoding="utf-8")
+
+
+def _knn_monitor(spec, parts):
+    settings = spec["eval"]
+    if not settings["monitor_every"] or parts.train.labels is None:
+        return None
+    test = _held_out(spec, parts)
+    if test is None or test.labels is None:
+        return None
+    from contrastive.evaluation.monitor import KnnMonitor
+
+    return KnnMonitor(parts.train, test, settings["monitor_every"],
+                      k=settings["knn"]["k"], temperature=settings["knn"]["temperature"])
+
+
+def _tensorboard(run_dir):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tensorboard") is None:
+        return None
+    import keras
+
+    return keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False)
+
+
+def _held_out(spec, parts):
+    if spec["eval"]["data"] is not None:
+        return build("datasets", spec["eval"]["data"], "eval.data").load("train")
+    if "test" in parts.dataset.splits:
+        return parts.dataset.load("test")
+    return None
+
+
+def _merge_json(path, values):
+    data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    data.update(values)
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
 def save_encoder(encoder, image_shape, path):
@@ -214,11 +348,8 @@ def evaluate(spec, parts, log=print):
     wanted = settings["knn"]["enabled"] or settings["linear"]["enabled"]
     if not wanted:
         return {}
-    if settings["data"] is not None:
-        test = build("datasets", settings["data"], "eval.data").load("train")
-    elif "test" in parts.dataset.splits:
-        test = parts.dataset.load("test")
-    else:
+    test = _held_out(spec, parts)
+    if test is None:
         log("evaluation skipped: the dataset has no test split and eval.data is not set")
         return {}
     train = parts.train

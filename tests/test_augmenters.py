@@ -227,11 +227,11 @@ def test_jitter_and_grayscale_fractions():
 
 
 def test_views_differ_between_images_and_calls_and_seed_reproduces():
-    one = rand_images(1, 16, 16)
-    batch = np.repeat(one, 16, axis=0)
+    one = rand_images(1, 24, 24)
+    batch = np.repeat(one, 4, axis=0)
     aug = SimCLRAugment(preset="imagenet", seed=11)
     a, b = np_(aug(batch, training=True)), np_(aug(batch, training=True))
-    assert len({a[i].tobytes() for i in range(16)}) == 16
+    assert len({a[i].tobytes() for i in range(4)}) == 4
     assert changed(a, b).all()
     again = SimCLRAugment(preset="imagenet", seed=11)
     np.testing.assert_array_equal(np_(again(batch, training=True)), a)
@@ -281,8 +281,8 @@ def test_presets_and_overrides():
                            grayscale_probability=0.0)
     assert custom.blur is not None and custom.jitter.ranges[3] == pytest.approx(0.05)
     assert custom.grayscale.p == 0.0
-    out = custom(np.zeros((2, 16, 16, 3), "uint8"), training=True)
-    assert tuple(out.shape) == (2, 8, 8, 3)
+    out = custom(np.zeros((4, 24, 24, 3), "uint8"), training=True)
+    assert tuple(out.shape) == (4, 8, 8, 3)
 
 
 def test_spec_rejects_bad_arguments():
@@ -314,7 +314,7 @@ def test_pipeline_runs_in_compiled_fit():
     model = TwoViews()
     jit = keras.backend.backend() in ("jax", "tensorflow")
     model.compile(optimizer="sgd", loss="mse", jit_compile=jit)
-    x = np.random.RandomState(0).randint(0, 256, (8, 32, 32, 3)).astype("uint8")
+    x = np.random.RandomState(0).randint(0, 256, (8, 24, 24, 3)).astype("uint8")
     history = model.fit(x, np.zeros((8, 1), "float32"), batch_size=4, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     state = [np_(v) for v in model.augment.non_trainable_variables]

@@ -118,7 +118,7 @@ def backend_value_and_grad(fn, z_a, z_b):
     if backend == "jax":
         import jax
 
-        value, grads = jax.value_and_grad(fn, argnums=(0, 1))(z_a, z_b)
+        value, grads = jax.jit(jax.value_and_grad(fn, argnums=(0, 1)))(z_a, z_b)
         return np.asarray(value), [np.asarray(g) for g in grads]
     if backend == "torch":
         import torch

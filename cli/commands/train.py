@@ -1,25 +1,36 @@
-"""`contrastive train SPEC`: pretrain, then evaluate the representation."""
+"""`contrastive train SPEC` and `contrastive train --resume DIR`."""
 
 import json
 
 import click
 
-from contrastive_cli.options import json_option, set_option, spec_argument
+from contrastive_cli.options import json_option, set_option
 
 
 @click.command("train")
-@spec_argument
+@click.argument("spec", required=False, type=click.Path(dir_okay=False))
 @set_option
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: output.dir).")
+@click.option(
+    "--resume",
+    type=click.Path(file_okay=False),
+    help="Continue the run in this directory from its last checkpoint.",
+)
 @json_option
-def command(spec, overrides, out, as_json):
+def command(spec, overrides, out, resume, as_json):
     """Pretrain SimCLR as SPEC says and evaluate h (kNN, linear) on held-out data."""
+    from contrastive import training
     from contrastive.spec import load_spec
-    from contrastive.training import train
 
-    resolved = load_spec(spec, overrides)
     log = (lambda line: click.echo(line, err=True)) if as_json else click.echo
-    results = train(resolved, out_dir=out, log=log)
+    if resume:
+        if spec or overrides or out:
+            raise click.UsageError("--resume DIR takes the spec of DIR: give no SPEC, --set or --out")
+        results = training.resume(resume, log=log)
+    else:
+        if not spec:
+            raise click.UsageError("expected SPEC, or --resume DIR")
+        results = training.train(load_spec(spec, overrides), out_dir=out, log=log)
     if as_json:
         click.echo(json.dumps(results, indent=2))
     else:

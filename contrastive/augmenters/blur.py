@@ -55,6 +55,8 @@ def apply_blur(images, sigma, radius, padding="zero"):
         padding: `zero` (the official code's 'SAME' convolution) or
             `reflect` (mirror without repeating the edge pixel).
     """
+    images = ops.convert_to_tensor(images, "float32")
+    sigma = ops.convert_to_tensor(sigma, "float32")
     if radius <= 0:
         return images
     kernels = gaussian_kernels(sigma, radius)

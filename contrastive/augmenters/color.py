@@ -27,11 +27,15 @@ BRIGHTNESS, CONTRAST, SATURATION, HUE = 0, 1, 2, 3
 
 def adjust_brightness(images, factor):
     """x * factor, per image (`factor` `(B,)`); not clipped."""
+    images = ops.convert_to_tensor(images, "float32")
+    factor = ops.convert_to_tensor(factor, "float32")
     return images * per_image(factor)
 
 
 def adjust_contrast(images, factor):
     """(x - mean) * factor + mean, mean per image and channel; not clipped."""
+    images = ops.convert_to_tensor(images, "float32")
+    factor = ops.convert_to_tensor(factor, "float32")
     mean = ops.mean(images, axis=(1, 2), keepdims=True)
     return (images - mean) * per_image(factor) + mean
 
@@ -52,18 +56,23 @@ def _shift_hue(h, delta):
 
 def adjust_saturation(images, factor):
     """HSV saturation times `factor` `(B,)`, clipped to [0, 1]."""
+    images = ops.convert_to_tensor(images, "float32")
+    factor = ops.convert_to_tensor(factor, "float32")
     h, s, v = _hsv(images)
     return _rgb(h, ops.clip(s * ops.reshape(factor, (-1, 1, 1)), 0.0, 1.0), v)
 
 
 def adjust_hue(images, delta):
     """HSV hue plus `delta` `(B,)` (in turns), modulo 1."""
+    images = ops.convert_to_tensor(images, "float32")
+    delta = ops.convert_to_tensor(delta, "float32")
     h, s, v = _hsv(images)
     return _rgb(_shift_hue(h, ops.reshape(delta, (-1, 1, 1))), s, v)
 
 
 def to_grayscale(images):
     """Luma with tf.image.rgb_to_grayscale's weights, repeated to 3 channels."""
+    images = ops.convert_to_tensor(images, "float32")
     w = ops.convert_to_tensor(GRAY_WEIGHTS, "float32")
     gray = ops.sum(images * w, axis=-1, keepdims=True)
     return ops.repeat(ops.clip(gray, 0.0, 1.0), 3, axis=-1)
@@ -92,6 +101,9 @@ def apply_jitter(images, factors, order):
     Returns:
         The jittered images, clipped to [0, 1] after every operation.
     """
+    images = ops.convert_to_tensor(images, "float32")
+    factors = ops.convert_to_tensor(factors, "float32")
+    order = ops.convert_to_tensor(order, "int32")
     fb, fc, fs, dh = (factors[:, i] for i in range(4))
     x = images
     for r in range(4):

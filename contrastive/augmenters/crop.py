@@ -85,18 +85,17 @@ def _taps(start, length, out_size, interpolation):
     return [(idx, w / total) for idx, w in taps]
 
 
-def _gather(images, taps, axis):
+def _matrix(taps, size):
+    """The `(B, out, size)` interpolation matrix of per-image taps.
+
+    Resampling as two batched matrix products (rows, then columns) keeps the
+    work on matmul units and avoids large gathers, which XLA runs slowly.
+    """
+    positions = ops.cast(ops.arange(size), "float32")[None, None, :]
     out = None
     for idx, weight in taps:
-        idx = ops.cast(idx, "int32")
-        if axis == 1:
-            idx4, w4 = idx[:, :, None, None], weight[:, :, None, None]
-            target = (ops.shape(images)[0], idx.shape[1], images.shape[2], images.shape[3])
-        else:
-            idx4, w4 = idx[:, None, :, None], weight[:, None, :, None]
-            target = (ops.shape(images)[0], images.shape[1], idx.shape[1], images.shape[3])
-        picked = ops.take_along_axis(images, ops.broadcast_to(idx4, target), axis=axis)
-        out = picked * w4 if out is None else out + picked * w4
+        term = ops.cast(ops.equal(idx[:, :, None], positions), "float32") * weight[:, :, None]
+        out = term if out is None else out + term
     return out
 
 
@@ -113,11 +112,13 @@ def apply_crop(images, boxes, size, interpolation="bicubic"):
         size: `(out_height, out_width)`.
         interpolation: `"bilinear"` or `"bicubic"`.
     """
+    images = ops.convert_to_tensor(images, "float32")
+    boxes = ops.convert_to_tensor(boxes, "float32")
     boxes = ops.cast(boxes, "float32")
     rows = _taps(boxes[:, 0], boxes[:, 2], size[0], interpolation)
     cols = _taps(boxes[:, 1], boxes[:, 3], size[1], interpolation)
-    out = _gather(images, rows, axis=1)
-    out = _gather(out, cols, axis=2)
+    out = ops.einsum("boh,bhwc->bowc", _matrix(rows, images.shape[1]), images)
+    out = ops.einsum("bpw,bowc->bopc", _matrix(cols, images.shape[2]), out)
     return ops.clip(out, 0.0, 1.0)
 
 

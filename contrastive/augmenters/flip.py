@@ -9,6 +9,8 @@ from contrastive.typecheck import Probability
 
 def apply_flip(images, flip):
     """Flips left-right the images where `flip` `(B,)` is true."""
+    images = ops.convert_to_tensor(images, "float32")
+    flip = ops.convert_to_tensor(flip, "bool")
     return ops.where(per_image(flip), ops.flip(images, axis=2), images)
 
 

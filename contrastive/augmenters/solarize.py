@@ -15,10 +15,11 @@ def apply_solarize(images, threshold, apply=None):
         threshold: a number in [0, 1].
         apply: optional `(B,)` mask; images where it is false are unchanged.
     """
+    images = ops.convert_to_tensor(images, "float32")
     out = ops.where(images < threshold, images, 1.0 - images)
     if apply is None:
         return out
-    return ops.where(per_image(apply), out, images)
+    return ops.where(per_image(ops.convert_to_tensor(apply, "bool")), out, images)
 
 
 @register("augmenters", "solarize")

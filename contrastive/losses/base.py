@@ -153,25 +153,25 @@ class ContrastiveLoss(keras.losses.Loss):
 
     def _blocks(self, fn, anchors, keys_t, self_idx, pos_idx, view, remat):
         """Applies `fn(anchors, keys_t, self_idx, pos_idx, view)` by row
-        blocks. Everything differentiable is an explicit argument, since
+        blocks (each under `keras.remat` when `remat`). Everything
+        differentiable is an explicit argument of the remat'd function, since
         TensorFlow's `recompute_grad` differentiates only those."""
         total = anchors.shape[0]
         chunk = self.chunk_size
         if chunk is None or total is None or total <= chunk:
             return fn(anchors, keys_t, self_idx, pos_idx, view)
-        block_fn = keras.remat(fn) if remat else fn
         outputs = []
         for start in range(0, total, chunk):
             stop = min(start + chunk, total)
-            outputs.append(
-                block_fn(
-                    anchors[start:stop],
-                    keys_t,
-                    self_idx[start:stop],
-                    pos_idx[start:stop],
-                    view[start:stop],
+
+            def piece(a, k_t, _start=start, _stop=stop):
+                # Integer indices are captured, not arguments: they have no
+                # gradient (TensorFlow's recompute_grad would watch them).
+                return fn(
+                    a, k_t, self_idx[_start:_stop], pos_idx[_start:_stop], view[_start:_stop]
                 )
-            )
+
+            outputs.append((keras.remat(piece) if remat else piece)(anchors[start:stop], keys_t))
         if isinstance(outputs[0], tuple):
             return tuple(ops.concatenate(parts, axis=0) for parts in zip(*outputs))
         return ops.concatenate(outputs, axis=0)

@@ -1,3 +1,3 @@
 """Built-in optimizers."""
 
-from contrastive.optimizers import keras_optimizers  # noqa: F401
+from contrastive.optimizers import keras_optimizers, lars  # noqa: F401

@@ -1,0 +1,44 @@
+"""A PNG of a run's training curves, from its metrics.csv."""
+
+import csv
+import pathlib
+
+
+def plot_metrics(csv_path, png_path):
+    """Plots every metric column of `csv_path` against the epoch.
+
+    Returns:
+        The PNG path, or None when there is nothing to plot.
+    """
+    csv_path = pathlib.Path(csv_path)
+    if not csv_path.exists():
+        return None
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = [c for c in rows[0] if c not in ("epoch", "learning_rate")]
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3), squeeze=False)
+    for ax, column in zip(axes[0], columns):
+        values = [_number(r[column]) for r in rows]
+        ax.plot(epochs, values, marker="o", markersize=3)
+        ax.set_title(column)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return pathlib.Path(png_path)
+
+
+def _number(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return float("nan")

@@ -1,0 +1,112 @@
+"""Checkpoints: a killed run resumes to the weights of an uninterrupted one;
+a non-finite loss stops a run and keeps the last good checkpoint."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import yaml
+
+from contrastive.registry import get_registry
+from contrastive.spec import resolve
+from contrastive.training import resume, train
+
+from helpers import tiny_spec
+
+QUIET_OUTPUT = {"tensorboard": False, "plot": False}
+NO_EVAL = {"knn": {"enabled": False}, "linear": {"enabled": False}}
+
+
+def _resume_spec(tiny_arrays, epochs):
+    return tiny_spec(
+        tiny_arrays,
+        augment={"name": "simclr", "preset": "cifar10"},
+        train={"batch_size": 16, "epochs": epochs, "steps_per_epoch": 2, "verbose": 0},
+        output=QUIET_OUTPUT,
+        eval=NO_EVAL,
+    )
+
+
+def _weights(run_dir):
+    model = keras.saving.load_model(run_dir / "encoder.keras")
+    return [np.asarray(w) for w in model.get_weights()]
+
+
+def test_killed_run_resumes_to_the_uninterrupted_weights(tiny_arrays, tmp_path):
+    epochs = 24
+    data = _resume_spec(tiny_arrays, epochs)
+    file = tmp_path / "spec.yaml"
+    file.write_text(yaml.safe_dump(data))
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "contrastive_cli.main", "train", str(file), "--out", str(killed)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    state_file = killed / "checkpoint.json"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if state_file.exists() and json.loads(state_file.read_text())["epoch"] >= 2:
+            break
+        assert process.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    stopped_at = json.loads(state_file.read_text())["epoch"]
+    assert 2 <= stopped_at < epochs, stopped_at
+    assert not (killed / "encoder.keras").exists()
+
+    results = resume(killed, log=lambda line: None)
+    assert results["epochs"] == epochs
+    straight = tmp_path / "straight"
+    train(resolve(data, file=str(file)), out_dir=straight, log=lambda line: None)
+    for resumed, uninterrupted in zip(_weights(killed), _weights(straight), strict=True):
+        np.testing.assert_allclose(resumed, uninterrupted, rtol=1e-5, atol=1e-6)
+    rows = (killed / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + epochs  # the header once, then every epoch
+
+
+class _FailsLater(keras.layers.Layer):
+    """An encoder whose output turns NaN after `after` training steps."""
+
+    def __init__(self, after=6, **kwargs):
+        super().__init__(**kwargs)
+        self.after = after
+        self.dense = keras.layers.Dense(8)
+        self.steps = self.add_weight(shape=(), initializer="zeros", trainable=False,
+                                     dtype="float32", name="steps")
+
+    def call(self, images, training=False):
+        h = self.dense(keras.ops.mean(images, axis=(1, 2)))
+        if training:
+            self.steps.assign_add(1.0)
+        return h * keras.ops.where(self.steps > self.after, float("nan"), 1.0)
+
+
+@pytest.fixture
+def failing_encoder():
+    registry = get_registry("encoders")
+    registry.register("fails_later", _FailsLater, override=True)
+    yield
+    registry.unregister("fails_later")
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
+        tiny_arrays, tmp_path, failing_encoder):
+    data = tiny_spec(
+        tiny_arrays, encoder={"name": "fails_later", "after": 6},
+        train={"batch_size": 16, "epochs": 5, "steps_per_epoch": 3, "verbose": 0},
+        output=QUIET_OUTPUT, eval=NO_EVAL)
+    run = tmp_path / "run"
+    with pytest.raises(FloatingPointError) as info:
+        train(resolve(data), out_dir=run, log=lambda line: None)
+    message = str(info.value)
+    assert "the loss became nan in epoch 3" in message
+    assert str(run / "checkpoints" / "epoch-0002.weights.h5") in message
+    assert json.loads((run / "checkpoint.json").read_text())["epoch"] == 2
+    assert os.path.exists(run / "checkpoints" / "epoch-0002.weights.h5")
