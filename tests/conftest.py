@@ -4,6 +4,13 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# XLA's default optimisation level spends 10-20 s compiling each random
+# initialiser on these CPUs; level 0 only changes speed.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+if "CONTRASTIVE_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["CONTRASTIVE_CACHE_DIR"] = tempfile.mkdtemp(prefix="contrastive-cache-")
 
 import pathlib  # noqa: E402
 

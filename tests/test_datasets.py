@@ -109,3 +109,20 @@ def test_digits_is_offline_split_and_stratified():
     assert len(train) + len(test) == 1797
     assert set(np.unique(test.labels)) == set(range(10))
     assert abs(len(test) / 1797 - 0.2) < 0.01
+
+
+def test_decoded_images_are_cached(folder, monkeypatch):
+    spec = {"name": "image_folder", "path": str(folder), "size": 8}
+    first = build("datasets", spec).load()
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(Image, "open", no_decoding)
+    second = build("datasets", spec).load()
+    assert np.array_equal(first.images, second.images)
+    assert np.array_equal(first.labels, second.labels)
+    assert first.class_names == second.class_names
+    (folder / "cats" / "0.jpg").write_bytes(_jpeg((9, 9, 9)))  # a change invalidates
+    with pytest.raises(DataError, match="decoded again"):
+        build("datasets", spec).load()

@@ -1,22 +1,15 @@
 """ResNet encoders: parameter counts, structure, precision, compiled training."""
 
+import json
 import os
 
-# XLA's CPU backend spends seconds optimising every small random-initialiser
-# program on this machine; level 0 compiles in a fraction of that (set before
-# JAX starts its CPU client; harmless on other backends).
-os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+import numpy as np
+import keras
+import pytest
 
-import json  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-keras = pytest.importorskip("keras")
-
-from contrastive.encoders.counting import parameter_counts, unallocated  # noqa: E402
-from contrastive.encoders.resnet import ResNet, ResNet18  # noqa: E402
-from contrastive.registry import build, get_registry  # noqa: E402
+from contrastive.encoders.counting import parameter_counts, unallocated
+from contrastive.encoders.resnet import ResNet, ResNet18
+from contrastive.registry import build, get_registry
 
 TINY = {"name": "resnet18", "base_width": 8, "zero_init_residual": False}
 
@@ -39,6 +32,8 @@ def counted(spec, side):
         ("resnet18", 1, 32, 11_173_056, 11.17e6),
     ],
 )
+
+
 def test_parameter_counts_match_the_paper(name, width, side, trainable, paper):
     encoder, counts = counted({"name": name, "width_multiplier": width}, side)
     assert counts["trainable"] == trainable
@@ -51,6 +46,8 @@ def test_parameter_counts_match_the_paper(name, width, side, trainable, paper):
     [("resnet18", 1, 512), ("resnet34", 2, 1024), ("resnet50", 1, 2048),
      ("resnet101", 1, 2048), ("resnet152", 4, 8192)],
 )
+
+
 def test_output_width_and_depth(name, width, out):
     encoder, _ = counted({"name": name, "width_multiplier": width}, 64)
     assert encoder.compute_output_shape((None, 64, 64, 3)) == (None, out)

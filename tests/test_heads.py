@@ -1,17 +1,12 @@
 """Projection heads: mlp (v1, v2), linear, identity."""
 
-import os
+import numpy as np
+import keras
+import pytest
 
-os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-keras = pytest.importorskip("keras")
-
-from contrastive.encoders.counting import parameter_counts, unallocated  # noqa: E402
-from contrastive.heads.linear import LinearUnit  # noqa: E402
-from contrastive.registry import build, get_registry  # noqa: E402
+from contrastive.encoders.counting import parameter_counts, unallocated
+from contrastive.heads.linear import LinearUnit
+from contrastive.registry import build, get_registry
 
 
 def built(spec, width):

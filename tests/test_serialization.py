@@ -8,18 +8,15 @@ tolerance.
 
 import os
 
-os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+import pathlib
+import subprocess
+import sys
 
-import pathlib  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
+import numpy as np
+import keras
+import pytest
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-keras = pytest.importorskip("keras")
-
-from contrastive.registry import build  # noqa: E402
+from contrastive.registry import build
 
 NEXT = {"jax": "torch", "torch": "tensorflow", "tensorflow": "jax"}
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -13,11 +13,13 @@ class Arrays:
         images: uint8 array of shape `(N, H, W, C)`, values 0..255.
         labels: int array of shape `(N,)`, or None when unlabelled.
         class_names: the names of the label values, when known.
+        skipped: the unreadable files left out, each with its error.
     """
 
     images: np.ndarray
     labels: np.ndarray | None = None
     class_names: tuple = ()
+    skipped: tuple = ()
 
     def __len__(self):
         return len(self.images)

@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from contrastive.datasets import cache
 from contrastive.datasets.base import Arrays, Dataset
 from contrastive.errors import DataError
 from contrastive.registry import register
@@ -38,6 +39,8 @@ class ImageFolder(Dataset):
         limit_per_class: take at most this many images of each class (the
             first ones in sorted order), for quick runs.
         on_error: what to do with unreadable files.
+        cache: keep the decoded images (see `contrastive.datasets.cache`),
+            keyed by the files' paths, sizes and times and these settings.
     """
 
     def __init__(
@@ -47,17 +50,36 @@ class ImageFolder(Dataset):
         test_path: str | None = None,
         limit_per_class: PositiveInt | None = None,
         on_error: Literal["skip", "fail"] = "skip",
+        cache: bool = True,
     ):
         self.path = path
         self.size = size
         self.test_path = test_path
         self.limit_per_class = limit_per_class
         self.on_error = on_error
+        self.cache = cache
         self.splits = ("train", "test") if test_path else ("train",)
 
     def load(self, split="train"):
         self.check_split(split)
         root = pathlib.Path(self.test_path if split == "test" else self.path)
+        if not root.exists():
+            raise DataError(f"{root}: no such file or folder")
+        key = None
+        if self.cache:
+            sources = _folder_items(root) if root.is_dir() else [root]
+            key = cache.fingerprint(
+                sources, {"size": self.size, "limit": self.limit_per_class, "format": 1}
+            )
+            hit = cache.load(key)
+            if hit is not None:
+                return Arrays(*hit)
+        arrays = self._read(root)
+        if key is not None and not arrays.skipped:
+            cache.store(key, arrays.images, arrays.labels, arrays.class_names)
+        return arrays
+
+    def _read(self, root):
         if root.is_dir():
             items = _folder_items(root)
             read = lambda item: item.read_bytes()  # noqa: E731
@@ -128,7 +150,7 @@ class ImageFolder(Dataset):
             raise DataError(f"{root}: none of the {len(named)} images could be read")
         images = np.stack([decoded[i][0] for i in keep])
         labels = np.array([index[named[i][1]] for i in keep], dtype=np.int32)
-        return Arrays(images, labels, classes)
+        return Arrays(images, labels, classes, skipped=tuple(bad))
 
 
 def _folder_items(root):

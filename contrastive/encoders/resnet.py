@@ -7,8 +7,8 @@ The network follows the official SimCLR code (`google-research/simclr`,
   of a bottleneck block in its 3x3 convolution, not in the first 1x1
   convolution. This is the variant often called "ResNet v1.5"; it is the
   ResNet-50 of the paper (Table 6: 24M parameters at width x1) and of the TF
-  official models, and it is about half a point more accurate on ImageNet
-  than the original v1 for the same parameter count.
+  official models. It has the same parameters as the original v1 (only
+  where the stride sits differs) and is slightly more accurate on ImageNet.
 * Every layer's width, the stem included, is multiplied by
   `width_multiplier` (the paper's ResNet-50 (2x) and (4x)).
 * Strided convolutions pad explicitly, `(k - 1) // 2` before and the rest

@@ -1,0 +1,34 @@
+"""`contrastive embed --run DIR --out embeddings.npy`: export representations h."""
+
+import click
+
+
+@click.command("embed")
+@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False),
+              help="A finished run directory.")
+@click.option("--data", default=None, metavar="YAML",
+              help="A dataset mapping; default the run's data.")
+@click.option("--split", default="train", show_default=True, help="The dataset split.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The .npy file to write.")
+@click.option("--labels", "labels_out", type=click.Path(dir_okay=False), default=None,
+              help="Also write the labels to this .npy file.")
+def command(run_dir, data, split, out, labels_out):
+    """Write h of every image of a dataset split as a (N, D) float32 array."""
+    import numpy as np
+
+    from contrastive.errors import SpecError
+    from contrastive.evaluation import encode
+    from contrastive.evaluation.runs import load_run
+    from contrastive.registry import build
+    from contrastive_cli.commands.eval import _mapping
+
+    spec, encoder = load_run(run_dir)
+    dataset = build("datasets", _mapping(data) or spec["data"], "--data")
+    if split not in dataset.splits:
+        raise SpecError(f"expected one of {', '.join(dataset.splits)}, received '{split}'", "--split")
+    arrays = dataset.load(split)
+    features = encode(encoder, arrays.images)
+    np.save(out, features)
+    if labels_out and arrays.labels is not None:
+        np.save(labels_out, arrays.labels)
+    click.echo(f"wrote {features.shape[0]} x {features.shape[1]} representations to {out}")

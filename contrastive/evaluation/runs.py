@@ -1,0 +1,52 @@
+"""Evaluating a finished run directory: its spec, its encoder, its data."""
+
+import pathlib
+
+from contrastive.errors import SpecError
+
+
+def load_run(run_dir):
+    """Returns `(spec, encoder)` of a run directory.
+
+    Raises:
+        SpecError: the directory lacks `spec.yaml` or `encoder.keras`.
+    """
+    import keras
+
+    from contrastive.spec import load_spec
+
+    run_dir = pathlib.Path(run_dir)
+    for name in ("spec.yaml", "encoder.keras"):
+        if not (run_dir / name).exists():
+            raise SpecError(f"{run_dir}: expected a finished run directory with {name}", "--run")
+    spec = load_spec(run_dir / "spec.yaml")
+    import contrastive.encoders  # noqa: F401 (registers the classes the file names)
+
+    encoder = keras.saving.load_model(run_dir / "encoder.keras")
+    return spec, encoder
+
+
+def load_data(spec, data=None):
+    """The labelled training and held-out `Arrays` for evaluation.
+
+    Args:
+        spec: the run's spec.
+        data: a dataset mapping replacing the run's `data`, or None.
+
+    Raises:
+        SpecError: no labels, or no held-out split.
+    """
+    from contrastive.registry import build
+
+    source = data if data is not None else spec["data"]
+    dataset = build("datasets", source, "data")
+    train = dataset.load("train")
+    if spec["eval"]["data"] is not None and data is None:
+        test = build("datasets", spec["eval"]["data"], "eval.data").load("train")
+    elif "test" in dataset.splits:
+        test = dataset.load("test")
+    else:
+        raise SpecError("expected a dataset with a test split, or eval.data", "data")
+    if train.labels is None or test.labels is None:
+        raise SpecError("expected labelled data for evaluation", "data")
+    return train, test
