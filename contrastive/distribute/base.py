@@ -1,0 +1,221 @@
+"""The backend-neutral interface of the distribution layer.
+
+Only `jax_backend.py`, `tensorflow_backend.py` and `torch_backend.py` import
+backend-specific modules, lazily, when `from_spec` picks them.
+
+How a run uses it (see `contrastive.training`):
+
+    dist = from_spec(spec["distribute"])
+    with dist.scope():                 # building, compiling and fitting
+        parts = build_parts(spec)
+        optimizer, schedule = build_optimizer(spec, steps)
+        model = SimCLR(...)
+        dist.prepare(model)            # sync batch norm, loss gather
+        model.compile(...)
+        model.fit(...)
+"""
+
+import contextlib
+import dataclasses
+import os
+
+from contrastive.errors import SpecError
+
+STRATEGIES = ("none", "auto", "data_parallel", "mirrored", "ddp")
+# The strategy each backend runs, and the backend each strategy needs.
+AUTO = {"jax": "data_parallel", "tensorflow": "mirrored", "torch": "ddp"}
+NEEDS = {"data_parallel": "jax", "mirrored": "tensorflow", "ddp": "torch"}
+
+
+class Distribution:
+    """One device, no distribution; the base of the real implementations.
+
+    Attributes:
+        strategy: the strategy's name (`none`, `data_parallel`, `mirrored`,
+            `ddp`).
+        num_replicas: how many replicas share the global batch.
+        sync_batchnorm: batch-norm statistics over the global batch.
+        gather_negatives: every replica's projections are negatives.
+    """
+
+    strategy = "none"
+
+    def __init__(self, devices=None, sync_batchnorm=True, gather_negatives=True):
+        self.devices = devices
+        self.sync_batchnorm = bool(sync_batchnorm)
+        self.gather_negatives = bool(gather_negatives)
+        self.num_replicas = 1
+
+    # The replica's facts -------------------------------------------------
+
+    def replica_id(self):
+        """This replica's index in `0 .. num_replicas - 1` (a tensor inside
+        a replica's step where the backend needs one)."""
+        return 0
+
+    @property
+    def is_chief(self):
+        """Whether this process writes the run directory."""
+        return True
+
+    def gather(self, x):
+        """Every replica's rows of `x`, `(n, ...) -> (n * replicas, ...)` in
+        replica order, with gradient flowing back to each replica's rows."""
+        return x
+
+    # Running under the strategy -----------------------------------------
+
+    @contextlib.contextmanager
+    def scope(self):
+        """The context in which the model is built, compiled and fitted."""
+        yield self
+
+    def prepare(self, model):
+        """Adapts a built-or-unbuilt `SimCLR` model to the strategy (batch
+        norm, the loss' gather); call before `compile`. Returns the model."""
+        return model
+
+    def launch_command(self, argv):
+        """The command that starts this run on every device, when the
+        strategy needs more processes than the current one (torch), else
+        None. `argv`: the command line of this process, without the
+        interpreter."""
+        return None
+
+    def check_batch_size(self, batch_size):
+        """Raises SpecError unless the global batch splits evenly."""
+        if batch_size % self.num_replicas:
+            raise SpecError(
+                f"expected a global batch divisible by the {self.num_replicas} "
+                f"replicas, received {batch_size}",
+                "train.batch_size",
+            )
+
+    def describe(self):
+        return (
+            f"distribute: {self.strategy} over {self.num_replicas} replica(s), "
+            f"sync_batchnorm={self.sync_batchnorm}, gather_negatives={self.gather_negatives}"
+        )
+
+    # Shared helpers -------------------------------------------------------
+
+    def wire_loss(self, loss):
+        """Sets the loss' `gather` and `replica_offset` hooks so that each
+        replica's anchors meet every replica's keys (see
+        `contrastive.losses.base`). With `gather_negatives` off, or on one
+        replica, the loss uses its local keys only."""
+        if loss is None or not hasattr(loss, "gather"):
+            return
+        if not self.gather_negatives or self.num_replicas == 1:
+            loss.gather = None
+            loss.replica_offset = 0
+            return
+        from keras import ops
+
+        rows = {}
+
+        def gather(z):
+            rows["n"] = ops.shape(z)[0]
+            return self.gather(z)
+
+        def offset():
+            # The loss gathers before it asks for the offset.
+            return self.replica_id() * rows["n"]
+
+        loss.gather = gather
+        loss.replica_offset = offset
+
+
+def batch_norm_layers(model):
+    """Every `keras.layers.BatchNormalization` inside `model`."""
+    import keras
+
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=True, recursive=True)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+
+
+def _section(section):
+    if section is None:
+        return {}
+    if dataclasses.is_dataclass(section):
+        return dataclasses.asdict(section)
+    return dict(section)
+
+
+def resolve_strategy(strategy, backend):
+    """The strategy `auto` stands for on `backend`; checks the pairing."""
+    if strategy not in STRATEGIES:
+        raise SpecError(
+            f"expected one of {', '.join(STRATEGIES)}, received {strategy!r}",
+            "distribute.strategy",
+        )
+    if strategy == "auto":
+        return AUTO[backend]
+    if strategy != "none" and NEEDS[strategy] != backend:
+        raise SpecError(
+            f"{strategy} runs on the {NEEDS[strategy]} backend, this run uses {backend} "
+            f"(use auto, or {AUTO[backend]})",
+            "distribute.strategy",
+        )
+    return strategy
+
+
+def from_spec(section=None, backend=None):
+    """The distribution the spec's `distribute` section describes.
+
+    Args:
+        section: the `distribute` mapping (or `DistributeSection`): strategy,
+            devices, sync_batchnorm, gather_negatives.
+        backend: the Keras backend; default the current one.
+
+    Returns:
+        A `Distribution`: the trivial one for strategy `none`.
+
+    Raises:
+        SpecError: a strategy of another backend, or more devices than exist.
+    """
+    data = _section(section)
+    if backend is None:
+        import keras
+
+        backend = keras.backend.backend()
+    strategy = resolve_strategy(data.get("strategy", "none"), backend)
+    kwargs = {
+        "devices": data.get("devices"),
+        "sync_batchnorm": data.get("sync_batchnorm", True),
+        "gather_negatives": data.get("gather_negatives", True),
+    }
+    if strategy == "none":
+        return Distribution(**kwargs)
+    if backend == "jax":
+        from contrastive.distribute.jax_backend import JaxDistribution
+
+        return JaxDistribution(**kwargs)
+    if backend == "tensorflow":
+        from contrastive.distribute.tensorflow_backend import TensorFlowDistribution
+
+        return TensorFlowDistribution(**kwargs)
+    from contrastive.distribute.torch_backend import TorchDistribution
+
+    return TorchDistribution(**kwargs)
+
+
+def available_devices(backend=None):
+    """How many accelerators (else CPU devices) the backend sees now."""
+    if backend is None:
+        backend = os.environ.get("KERAS_BACKEND", "jax")
+    if backend == "jax":
+        import jax
+
+        return len(jax.devices())
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_logical_devices("GPU")
+        return len(gpus) or len(tf.config.list_logical_devices("CPU"))
+    import torch
+
+    return torch.cuda.device_count() or 1
