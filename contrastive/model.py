@@ -53,6 +53,8 @@ class SimCLR(keras.Model):
         if num_classes:
             self.probe = keras.layers.Dense(num_classes, dtype="float32", name="probe")
             self.probe_accuracy = keras.metrics.SparseCategoricalAccuracy(name="probe_accuracy")
+            # A Keras Loss scales itself for the replicas of tf.distribute.
+            self.probe_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         self.loss_metrics = {
             name: keras.metrics.Mean(name=name)
             for name in getattr(loss, "metric_names", ())
@@ -90,11 +92,8 @@ class SimCLR(keras.Model):
         if self.probe is not None and y is not None:
             labels = ops.concatenate([y, y], axis=0)
             logits = y_pred["probe"]
-            probe_loss = ops.mean(
-                keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-            )
             self.probe_accuracy.update_state(labels, logits)
-            loss = loss + probe_loss
+            loss = loss + self.probe_loss(labels, logits)
         for extra in self.losses:
             loss = loss + ops.cast(extra, loss.dtype)
         return loss

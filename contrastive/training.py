@@ -7,8 +7,12 @@ import time
 
 import numpy as np
 
-from contrastive.errors import SpecError
+from contrastive.errors import ContrastiveError, SpecError
 from contrastive.registry import build, get_registry
+
+
+class LaunchRequired(ContrastiveError):
+    """The run needs more processes than this one; the message says how."""
 
 
 @dataclasses.dataclass
@@ -116,7 +120,7 @@ def prepare_run_dir(path):
     return path
 
 
-def train(spec, out_dir=None, log=print, resume=False):
+def train(spec, out_dir=None, log=print, resume=False, argv=None):
     """Pretrains SimCLR as `spec` says, then evaluates h; returns the results.
 
     Writes into the run directory: `spec.yaml` (the resolved spec),
@@ -133,6 +137,8 @@ def train(spec, out_dir=None, log=print, resume=False):
             the optimizer state, schedule position, epoch, data order and
             random-generator states, so that the final weights equal those
             of an uninterrupted run.
+        argv: this process's command line, from which the torchrun command
+            of a multi-process torch run is made.
 
     Returns:
         A dict: run directory, epochs, steps, final loss, seconds, images per
@@ -141,34 +147,52 @@ def train(spec, out_dir=None, log=print, resume=False):
     Raises:
         FloatingPointError: the loss became NaN or infinite; the last good
             checkpoint is kept.
+        LaunchRequired: a torch `ddp` run must be started with torchrun;
+            the message holds the exact command.
     """
     import keras
 
     from contrastive.batches import ShuffledBatches
     from contrastive.callbacks import Checkpoint, StopOnNonFinite
     from contrastive.checkpoints import read_state
+    from contrastive.distribute import from_spec
     from contrastive.model import SimCLR
 
+    distribution = from_spec(spec["distribute"])
+    distribution.check_batch_size(spec["train"]["batch_size"])
+    command = distribution.launch_command(list(argv or ["train", spec.file]))
+    if command:
+        raise LaunchRequired(f"this run has {distribution.num_replicas} processes; start it with: {command}")
+    chief = distribution.is_chief
     if resume:
         run_dir = pathlib.Path(out_dir)
         state = read_state(run_dir)
+    elif not chief:
+        run_dir = pathlib.Path(out_dir or spec["output"]["dir"] or default_run_dir(spec))
+        state = None
     else:
         run_dir = prepare_run_dir(out_dir or spec["output"]["dir"] or default_run_dir(spec))
         state = None
         (run_dir / "spec.yaml").write_text(
             f"# resolved from {spec.file}\n" + spec.to_yaml(), encoding="utf-8"
         )
-    parts = build_parts(spec)
-    optimizer, schedule = build_optimizer(spec, parts.steps_per_epoch)
-    labels = parts.train.labels if spec["train"]["probe"] else None
-    num_classes = int(labels.max()) + 1 if labels is not None else None
-    model = SimCLR(parts.encoder, parts.head, parts.augmenter, parts.loss, num_classes=num_classes)
-    model.compile(optimizer=optimizer, jit_compile=spec["train"]["jit_compile"])
+    with distribution.scope():
+        parts = build_parts(spec)
+        optimizer, schedule = build_optimizer(spec, parts.steps_per_epoch)
+        labels = parts.train.labels if spec["train"]["probe"] else None
+        num_classes = int(labels.max()) + 1 if labels is not None else None
+        model = SimCLR(parts.encoder, parts.head, parts.augmenter, parts.loss,
+                       num_classes=num_classes)
+        distribution.prepare(model)
+        model.compile(optimizer=optimizer, jit_compile=spec["train"]["jit_compile"])
+    if distribution.num_replicas > 1:
+        log(distribution.describe())
     epochs = spec["train"]["epochs"]
     first_epoch = 0
     if state is not None:
         first_epoch = state["epoch"]
-        _restore(model, parts, state, run_dir)
+        with distribution.scope():
+            _restore(model, parts, state, run_dir)
         _truncate_metrics(run_dir / "metrics.csv", first_epoch)
         log(f"resuming {run_dir} after epoch {first_epoch} of {epochs}")
     log(
@@ -179,7 +203,8 @@ def train(spec, out_dir=None, log=print, resume=False):
     peak = getattr(schedule, "peak_learning_rate", None)
     if peak is not None:
         log(f"peak learning rate {float(peak):.6g}")
-        _merge_json(run_dir / "results.json", {"peak_learning_rate": float(peak)})
+        if chief:
+            _merge_json(run_dir / "results.json", {"peak_learning_rate": float(peak)})
     batches = ShuffledBatches(
         parts.train.images,
         spec["train"]["batch_size"],
@@ -188,30 +213,34 @@ def train(spec, out_dir=None, log=print, resume=False):
         first_epoch=first_epoch,
         labels=labels,
     )
-    callbacks = [
-        keras.callbacks.CSVLogger(str(run_dir / "metrics.csv"), append=first_epoch > 0),
-        StopOnNonFinite(),
-        Checkpoint(run_dir, spec["output"]["checkpoint_every"], epochs, first_epoch),
-    ]
+    callbacks = [StopOnNonFinite()]
+    if chief:
+        callbacks += [
+            keras.callbacks.CSVLogger(str(run_dir / "metrics.csv"), append=first_epoch > 0),
+            Checkpoint(run_dir, spec["output"]["checkpoint_every"], epochs, first_epoch),
+        ]
     monitor = _knn_monitor(spec, parts)
     if monitor is not None:
         callbacks.insert(0, monitor)
-    if spec["output"]["tensorboard"]:
+    if spec["output"]["tensorboard"] and chief:
         board = _tensorboard(run_dir)
         if board is None:
             log("TensorBoard logs skipped: tensorflow and tensorboard are not both installed")
         else:
             callbacks.append(board)
     start = time.perf_counter()
-    history = model.fit(
-        batches,
-        epochs=epochs,
-        initial_epoch=first_epoch,
-        shuffle=False,  # the batches shuffle themselves, reproducibly
-        verbose=spec["train"]["verbose"],
-        callbacks=callbacks,
-    )
+    with distribution.scope():
+        history = model.fit(
+            batches,
+            epochs=epochs,
+            initial_epoch=first_epoch,
+            shuffle=False,  # the batches shuffle themselves, reproducibly
+            verbose=spec["train"]["verbose"] if chief else 0,
+            callbacks=callbacks,
+        )
     seconds = time.perf_counter() - start
+    if not chief:
+        return {"run_dir": str(run_dir), "chief": False}
     if spec["output"]["plot"]:
         from contrastive.plots import plot_metrics
 

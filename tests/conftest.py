@@ -12,14 +12,8 @@ if "CONTRASTIVE_CACHE_DIR" not in os.environ:
 
     os.environ["CONTRASTIVE_CACHE_DIR"] = tempfile.mkdtemp(prefix="contrastive-cache-")
 
-import pathlib  # noqa: E402
 
 import pytest  # noqa: E402
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-CIFAR_TRAIN = SHARED / "datasets" / "cifar10" / "cifar10-train.tar.gz"
-CIFAR_TEST = SHARED / "datasets" / "cifar10" / "cifar10-test.tar.gz"
 
 
 @pytest.fixture

@@ -1,4 +1,12 @@
-"""Spec builders shared by tests."""
+"""Spec builders and data locations shared by tests."""
+
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# CIFAR-10 beside the checkout (never a run-time dependency of the library).
+CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10"
+CIFAR_TRAIN = CIFAR / "cifar10-train.tar.gz"
+CIFAR_TEST = CIFAR / "cifar10-test.tar.gz"
 
 
 def tiny_spec(arrays_path, **sections):

@@ -10,7 +10,7 @@ from PIL import Image
 from contrastive.errors import DataError
 from contrastive.registry import build
 
-from conftest import CIFAR_TEST
+from helpers import CIFAR_TEST
 
 
 def _jpeg(color, size=(12, 10)):
@@ -126,3 +126,18 @@ def test_decoded_images_are_cached(folder, monkeypatch):
     (folder / "cats" / "0.jpg").write_bytes(_jpeg((9, 9, 9)))  # a change invalidates
     with pytest.raises(DataError, match="none of the 7 images could be read"):
         build("datasets", spec).load()
+
+
+@pytest.mark.skipif(not CIFAR_TEST.exists(), reason="needs ../shared/datasets/cifar10")
+def test_cifar10_from_a_local_copy():
+    dataset = build("datasets", {"name": "cifar10", "path": str(CIFAR_TEST.parent),
+                                 "limit_per_class": 3})
+    test = dataset.load("test")
+    assert test.images.shape == (30, 32, 32, 3)
+    assert test.class_names == ("airplane", "automobile", "bird", "cat", "deer",
+                                "dog", "frog", "horse", "ship", "truck")
+
+
+def test_cifar10_local_copy_missing(tmp_path):
+    with pytest.raises(DataError, match="expected cifar10-train.tar.gz or train.tar.gz or train"):
+        build("datasets", {"name": "cifar10", "path": str(tmp_path)}).load("train")

@@ -30,7 +30,10 @@ def command(spec, overrides, out, resume, as_json):
     else:
         if not spec:
             raise click.UsageError("expected SPEC, or --resume DIR")
-        results = training.train(load_spec(spec, overrides), out_dir=out, log=log)
+        argv = ["train", spec, *(a for o in overrides for a in ("--set", o))]
+        if out:
+            argv += ["--out", out]
+        results = training.train(load_spec(spec, overrides), out_dir=out, log=log, argv=argv)
     if as_json:
         click.echo(json.dumps(results, indent=2))
     else:

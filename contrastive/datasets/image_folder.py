@@ -104,18 +104,22 @@ class ImageFolder(Dataset):
     def _from_tar(self, root):
         try:
             with tarfile.open(root) as archive:
-                members = sorted(
-                    (m for m in archive.getmembers()
-                     if m.isfile() and m.name.lower().endswith(EXTENSIONS)),
+                members = archive.getmembers()
+                images = sorted(
+                    (m for m in members if m.isfile() and m.name.lower().endswith(EXTENSIONS)),
                     key=lambda m: m.name,
                 )
-                members = self._limit(members, lambda m: pathlib.PurePosixPath(m.name).parent.name)
-                blobs = {m.name: archive.extractfile(m).read() for m in members}
+                images = self._limit(images, lambda m: pathlib.PurePosixPath(m.name).parent.name)
+                wanted = {m.name for m in images}
+                # In archive order, so that a compressed stream is read once.
+                blobs = {
+                    m.name: archive.extractfile(m).read() for m in members if m.name in wanted
+                }
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise DataError(f"{root}: cannot read the archive: {exc}") from None
         named = [
             (f"{root}:{m.name}", pathlib.PurePosixPath(m.name).parent.name, m.name)
-            for m in members
+            for m in images
         ]
         return self._decode(root, named, blobs.__getitem__)
 

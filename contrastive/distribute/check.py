@@ -1,0 +1,108 @@
+"""One training step on N devices against the same global batch on one.
+
+A tiny SimCLR (small_cnn with widths [8], an MLP head with batch norm,
+NT-Xent), no augmentation so that both sides see identical inputs, fixed
+weights. The single-device side computes the loss, the gradients and the
+batch-norm moving statistics of one step on the global batch; the
+distributed side does the same step through the backend's distributed
+engine. With synchronized batch norm and gathered negatives the two agree to
+float32 round-off; with either off they do not.
+
+Used by `contrastive check-distributed` and the tests.
+"""
+
+import numpy as np
+
+TOLERANCE = 1e-4
+GLOBAL_BATCH = 8
+IMAGE_SIZE = 8
+
+
+def images(batch=GLOBAL_BATCH, size=IMAGE_SIZE, seed=0):
+    """A fixed global batch of float32 images in [0, 1], NHWC."""
+    return np.random.default_rng(seed).random((batch, size, size, 3)).astype("float32")
+
+
+def build_model(seed=0, widths=(8,)):
+    """The tiny SimCLR of the check, built on `images()[:2]` without
+    updating batch-norm statistics; the same weights for every `seed`."""
+    import keras
+
+    from contrastive.encoders.small_cnn import SmallCNN
+    from contrastive.heads.mlp import MLPHead
+    from contrastive.losses.nt_xent import NTXent
+    from contrastive.model import SimCLR
+
+    keras.utils.set_random_seed(seed)
+    model = SimCLR(
+        SmallCNN(widths=list(widths)),
+        MLPHead(num_layers=2, hidden_dim=8, output_dim=4),
+        augmenter=None,
+        loss=NTXent(temperature=0.5),
+    )
+    model(images(2), training=False)
+    return model
+
+
+def relative_difference(a, b):
+    """max |a - b| / max(max |b|, tiny): the difference relative to the
+    reference's scale."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    scale = max(float(np.max(np.abs(b))) if b.size else 0.0, 1e-12)
+    return float(np.max(np.abs(a - b))) / scale if a.size else 0.0
+
+
+def _backend_step(backend):
+    if backend == "jax":
+        from contrastive.distribute.jax_backend import check_step
+    elif backend == "tensorflow":
+        from contrastive.distribute.tensorflow_backend import check_step
+    else:
+        from contrastive.distribute.torch_backend import check_step
+    return check_step
+
+
+def run_check(devices, sync_batchnorm=True, gather_negatives=True, tolerance=TOLERANCE,
+              batch=GLOBAL_BATCH, backend=None):
+    """Compares one step on `devices` replicas with one device.
+
+    Returns:
+        A dict: backend, devices, loss_single, loss_distributed,
+        loss_difference, max_grad_difference, max_batchnorm_difference
+        (relative, per tensor, the largest), tolerance, passed.
+    """
+    import keras
+
+    backend = backend or keras.backend.backend()
+    if batch % devices:
+        raise ValueError(f"the global batch {batch} does not split over {devices} devices")
+    step = _backend_step(backend)
+    x = images(batch)
+    single = step(build_model, x, 1)
+    multi = step(build_model, x, devices, sync_batchnorm=sync_batchnorm,
+                 gather_negatives=gather_negatives)
+    return compare(single, multi, backend=backend, devices=devices, tolerance=tolerance,
+                   sync_batchnorm=sync_batchnorm, gather_negatives=gather_negatives)
+
+
+def compare(single, multi, tolerance=TOLERANCE, **facts):
+    """The report of `run_check` from two `check_step` results."""
+    loss_diff = abs(multi["loss"] - single["loss"]) / max(abs(single["loss"]), 1e-12)
+    grad_diff = max(relative_difference(a, b) for a, b in zip(multi["grads"], single["grads"]))
+    stat_diff = max(
+        (relative_difference(a, b) for a, b in zip(multi["stats"], single["stats"])), default=0.0
+    )
+    if len(multi["grads"]) != len(single["grads"]) or len(multi["stats"]) != len(single["stats"]):
+        raise RuntimeError("the two sides of the check have different variables")
+    report = dict(facts)
+    report.update(
+        loss_single=single["loss"],
+        loss_distributed=multi["loss"],
+        loss_difference=loss_diff,
+        max_grad_difference=grad_diff,
+        max_batchnorm_difference=stat_diff,
+        tolerance=tolerance,
+    )
+    report["passed"] = bool(max(loss_diff, grad_diff, stat_diff) <= tolerance)
+    return report

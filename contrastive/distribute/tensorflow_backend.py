@@ -1,0 +1,197 @@
+"""TensorFlow: `tf.distribute` (Mirrored, MultiWorkerMirrored, TPU).
+
+Each replica runs the step on its slice of the global batch; Keras'
+`BatchNormalization(synchronized=True)` all-reduces the sums, sums of
+squares and counts (with gradient) across replicas, the loss gathers every
+replica's projections with `ReplicaContext.all_gather` (whose gradient sums
+the replicas' contributions), and the strategy sums the replicas' gradients;
+the loss is scaled by 1 / replicas (Keras' `Loss` reduction does it), so the
+sum is the gradient of the global mean.
+
+Strategy chosen: `TPUStrategy` when `TPU_NAME` is set,
+`MultiWorkerMirroredStrategy` when `TF_CONFIG` is set, else
+`MirroredStrategy` over the GPUs, or over logical CPU devices on a machine
+without GPUs (which must be configured before TensorFlow initialises its
+devices: `configure_logical_cpus`).
+"""
+
+import contextlib
+import os
+
+import numpy as np
+
+from contrastive.distribute.base import Distribution, batch_norm_layers
+from contrastive.errors import SpecError
+
+
+def configure_logical_cpus(count):
+    """Splits the CPU into `count` logical devices. Returns whether
+    TensorFlow now has at least `count` CPU devices (False when its devices
+    were initialised already with fewer)."""
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        current = tf.config.get_logical_device_configuration(cpus[0]) or []
+        if len(current) < count:
+            tf.config.set_logical_device_configuration(
+                cpus[0], [tf.config.LogicalDeviceConfiguration()] * count
+            )
+    except RuntimeError:
+        pass
+    return len(tf.config.list_logical_devices("CPU")) >= count
+
+
+_STRATEGIES = {}
+
+
+def make_strategy(devices=None):
+    """The strategy for `devices` devices; one per process and device count
+    (two strategies over the same devices in one process confuse the keys
+    of their collective ops)."""
+    if devices not in _STRATEGIES:
+        _STRATEGIES[devices] = _new_strategy(devices)
+    return _STRATEGIES[devices]
+
+
+def _new_strategy(devices):
+    import tensorflow as tf
+
+    if os.environ.get("TPU_NAME"):
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=os.environ["TPU_NAME"])
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        wanted = len(gpus) if devices is None else int(devices)
+        if wanted > len(gpus):
+            raise SpecError(
+                f"expected at most the {len(gpus)} GPUs tensorflow sees, received {wanted}",
+                "distribute.devices",
+            )
+        return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(wanted)])
+    wanted = 1 if devices is None else int(devices)
+    if wanted > 1 and not configure_logical_cpus(wanted):
+        raise SpecError(
+            f"tensorflow initialised its devices before {wanted} logical CPU devices "
+            "could be configured; create the distribution before any TensorFlow op",
+            "distribute.devices",
+        )
+    cpus = tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([d.name for d in cpus[:wanted]])
+
+
+class TensorFlowDistribution(Distribution):
+    """A `tf.distribute` strategy with synchronized batch norm and a gathered
+    loss."""
+
+    strategy = "mirrored"
+
+    def __init__(self, devices=None, sync_batchnorm=True, gather_negatives=True):
+        super().__init__(devices, sync_batchnorm, gather_negatives)
+        self.tf_strategy = make_strategy(devices)
+        self.num_replicas = int(self.tf_strategy.num_replicas_in_sync)
+
+    @property
+    def is_chief(self):
+        resolver = getattr(self.tf_strategy, "cluster_resolver", None)
+        if resolver is None or not getattr(resolver, "task_type", None):
+            return True
+        return resolver.task_type in ("chief", None) or (
+            resolver.task_type == "worker" and resolver.task_id == 0
+        )
+
+    def replica_id(self):
+        import tensorflow as tf
+
+        return tf.distribute.get_replica_context().replica_id_in_sync_group
+
+    def gather(self, x):
+        import tensorflow as tf
+
+        context = tf.distribute.get_replica_context()
+        if context is None or self.num_replicas == 1:
+            return x
+        return context.all_gather(x, axis=0)
+
+    @contextlib.contextmanager
+    def scope(self):
+        with self.tf_strategy.scope():
+            yield self
+
+    def prepare(self, model):
+        for layer in batch_norm_layers(model):
+            layer.synchronized = self.sync_batchnorm
+        self.wire_loss(getattr(model, "contrastive_loss", None))
+        return model
+
+
+# The check ------------------------------------------------------------------
+
+
+def _forward_loss(model, x):
+    outputs = model(x, training=True)
+    z = outputs["z"]
+    n = z.shape[0] // 2
+    return model.contrastive_loss(z[:n], z[n:])
+
+
+def check_step(build_model, images, replicas, sync_batchnorm=True, gather_negatives=True):
+    """One step on one device (`replicas` 1) or on `replicas` replicas of a
+    `MirroredStrategy`; see `contrastive.distribute.check`."""
+    import tensorflow as tf
+
+    if replicas == 1:
+        model = build_model()
+
+        @tf.function
+        def single(x):
+            with tf.GradientTape() as tape:
+                loss = _forward_loss(model, x)
+            return loss, tape.gradient(loss, model.trainable_variables)
+
+        loss, grads = single(tf.constant(images))
+        return _numpy(loss, grads, model)
+
+    dist = TensorFlowDistribution(replicas, sync_batchnorm, gather_negatives)
+    strategy = dist.tf_strategy
+    with dist.scope():
+        model = build_model()
+        dist.prepare(model)
+    n = images.shape[0] // dist.num_replicas
+    shards = strategy.experimental_distribute_values_from_function(
+        lambda ctx: tf.constant(
+            images[ctx.replica_id_in_sync_group * n:(ctx.replica_id_in_sync_group + 1) * n]
+        )
+    )
+
+    def replica_step(x):
+        with tf.GradientTape() as tape:
+            loss = _forward_loss(model, x)  # scaled by 1 / replicas
+        grads = tape.gradient(loss, model.trainable_variables)
+        grads = tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, grads
+        )
+        return loss, grads
+
+    @tf.function
+    def step(x):
+        loss, grads = strategy.run(replica_step, args=(x,))
+        loss = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+        grads = [strategy.experimental_local_results(g)[0] for g in grads]
+        return loss, grads
+
+    with dist.scope():
+        loss, grads = step(shards)
+    return _numpy(loss, grads, model)
+
+
+def _numpy(loss, grads, model):
+    return {
+        "loss": float(np.asarray(loss)),
+        "grads": [np.asarray(g, dtype=np.float64) for g in grads],
+        "stats": [np.asarray(v.numpy(), dtype=np.float64) for v in model.non_trainable_variables],
+    }

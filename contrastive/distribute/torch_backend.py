@@ -1,0 +1,273 @@
+"""torch: `torch.distributed` with `DistributedDataParallel`.
+
+One process per device, started by torchrun (`launch_command`), NCCL on
+GPUs and gloo on CPUs. DistributedDataParallel averages the gradients; the
+loss gathers every process' projections with
+`torch.distributed.nn.functional.all_gather`, whose backward sums every
+process' gradient for the local rows, so that the average DDP takes is the
+gradient of the global loss. Keras' batch-norm layers are not torch
+`_BatchNorm` modules (`SyncBatchNorm.convert_sync_batchnorm` does not see
+them): `prepare` makes each compute its training statistics from an
+all-reduce (with gradient) of the sum, the sum of squares and the count.
+"""
+
+import functools
+import os
+import shlex
+import socket
+import tempfile
+import warnings
+
+import numpy as np
+
+from contrastive.distribute.base import Distribution, batch_norm_layers
+
+
+def _dist():
+    import torch.distributed as dist
+
+    return dist
+
+
+def init_process_group():
+    """Joins the process group torchrun describes (RANK, WORLD_SIZE,
+    MASTER_ADDR, MASTER_PORT); NCCL with CUDA, else gloo. Returns whether a
+    group of more than one process exists."""
+    import torch
+
+    dist = _dist()
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size() > 1
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl")
+    else:
+        dist.init_process_group("gloo")
+    return True
+
+
+def synchronized_moments(layer, inputs, mask=None):
+    """Batch-norm training statistics over every process' batch: one
+    all-reduce (with gradient) of [sum, sum of squares, count]."""
+    import torch
+    from torch.distributed.nn.functional import all_reduce
+
+    dist = _dist()
+    if mask is not None or not (dist.is_available() and dist.is_initialized()):
+        return type(layer)._moments(layer, inputs, mask)
+    axes = list(layer._reduction_axes)
+    channels = inputs.shape[layer.axis]
+    count = inputs.numel() // channels
+    local = torch.cat(
+        [
+            torch.sum(inputs, dim=axes),
+            torch.sum(inputs * inputs, dim=axes),
+            torch.full((1,), float(count), dtype=inputs.dtype, device=inputs.device),
+        ]
+    )
+    with warnings.catch_warnings():
+        # torch 2.13 marks it deprecated; it is the all-reduce with gradient.
+        warnings.simplefilter("ignore", FutureWarning)
+        total = all_reduce(local.contiguous())
+    n = total[-1]
+    mean = total[:channels] / n
+    variance = torch.clamp(total[channels:2 * channels] / n - mean * mean, min=0.0)
+    return mean, variance
+
+
+def synchronize_batch_norm(model, enabled=True):
+    """Makes every Keras BatchNormalization in `model` use
+    `synchronized_moments` (or its own statistics again, `enabled` off)."""
+    for layer in batch_norm_layers(model):
+        if enabled:
+            object.__setattr__(layer, "_moments", functools.partial(synchronized_moments, layer))
+        elif "_moments" in layer.__dict__:
+            object.__delattr__(layer, "_moments")
+
+
+class TorchDistribution(Distribution):
+    """DistributedDataParallel over the processes torchrun started."""
+
+    strategy = "ddp"
+
+    def __init__(self, devices=None, sync_batchnorm=True, gather_negatives=True):
+        super().__init__(devices, sync_batchnorm, gather_negatives)
+        import torch
+
+        self.launched = init_process_group()
+        if self.launched:
+            self.num_replicas = _dist().get_world_size()
+        else:
+            found = torch.cuda.device_count() or 1
+            self.num_replicas = found if devices is None else int(devices)
+
+    @property
+    def needs_launch(self):
+        """More replicas are wanted than this process group has."""
+        return self.num_replicas > 1 and not self.launched
+
+    def launch_command(self, argv):
+        if not self.needs_launch:
+            return None
+        return shlex.join(
+            ["torchrun", "--standalone", f"--nproc_per_node={self.num_replicas}",
+             "-m", "contrastive_cli.main", *argv]
+        )
+
+    @property
+    def is_chief(self):
+        return not self.launched or _dist().get_rank() == 0
+
+    def replica_id(self):
+        return _dist().get_rank() if self.launched else 0
+
+    def gather(self, x):
+        import torch
+        from torch.distributed.nn.functional import all_gather
+
+        if not self.launched:
+            return x
+        with warnings.catch_warnings():
+            # torch 2.13 marks it deprecated; it is the gather with gradient.
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.cat(all_gather(x.contiguous()), dim=0)
+
+    def prepare(self, model):
+        """Synchronized batch norm, the loss' gather, and a `train_step` for
+        `fit` that takes this process' slice of the global batch and runs
+        the forward pass through DistributedDataParallel (created on the
+        first step, once the model is built)."""
+        if self.launched:
+            synchronize_batch_norm(model, self.sync_batchnorm)
+            self.wire_loss(getattr(model, "contrastive_loss", None))
+            object.__setattr__(model, "train_step", functools.partial(_ddp_train_step, self, model))
+        return model
+
+    def local_slice(self, batch):
+        """This process' rows of a global batch (every process loads the
+        same global batch)."""
+        if not self.launched or batch is None:
+            return batch
+        n = batch.shape[0] // self.num_replicas
+        rank = self.replica_id()
+        return batch[rank * n:(rank + 1) * n]
+
+    def wrap(self, model):
+        """`model` in DistributedDataParallel (built first: DDP needs its
+        parameters); the wrapper is not tracked by Keras."""
+        import torch
+        from torch.nn.parallel import DistributedDataParallel
+
+        if not self.launched:
+            return model
+        device_ids = [torch.cuda.current_device()] if torch.cuda.is_available() else None
+        return DistributedDataParallel(model, device_ids=device_ids)
+
+
+_WRAPPERS = {}
+
+
+def _ddp_train_step(dist, model, data):
+    """Keras' torch `train_step` (keras/src/backend/torch/trainer.py, 3.15)
+    with the forward pass through DistributedDataParallel on this process'
+    slice of the global batch; DDP averages the gradients in `backward`."""
+    import torch
+    from keras.src import tree
+    from keras.src.trainers import data_adapters
+
+    x, y, sample_weight = data_adapters.data_adapter_utils.unpack_x_y_sample_weight(data)
+    x, y, sample_weight = (tree.map_structure(dist.local_slice, v) if v is not None else None
+                           for v in (x, y, sample_weight))
+    ddp = _WRAPPERS.get(id(model))
+    if ddp is None:
+        ddp = _WRAPPERS[id(model)] = dist.wrap(model)
+    y_pred = ddp(x, training=True)
+    model.zero_grad()
+    loss = model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                               training=True)
+    model._loss_tracker.update_state(
+        loss, sample_weight=next(i for i in tree.flatten(x) if i is not None).shape[0]
+    )
+    if model.optimizer is not None:
+        loss = model.optimizer.scale_loss(loss)
+    loss.backward()
+    weights = model.trainable_weights[:]
+    with torch.no_grad():
+        model.optimizer.apply([v.value.grad for v in weights], weights)
+    return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+
+# The check ------------------------------------------------------------------
+
+
+def _forward_loss(module, model, x):
+    outputs = module(x, training=True)
+    z = outputs["z"]
+    n = z.shape[0] // 2
+    return model.contrastive_loss(z[:n], z[n:])
+
+
+def _result(loss, model):
+    return {
+        "loss": float(loss),
+        "grads": [v.value.grad.detach().cpu().numpy().astype(np.float64)
+                  for v in model.trainable_variables],
+        "stats": [np.asarray(v.value.detach().cpu().numpy(), dtype=np.float64)
+                  for v in model.non_trainable_variables],
+    }
+
+
+def _worker(rank, world, port, build_model, images, sync_batchnorm, gather_negatives, out):
+    import torch
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    dist = TorchDistribution(world, sync_batchnorm, gather_negatives)
+    try:
+        model = build_model()
+        dist.prepare(model)
+        ddp = dist.wrap(model)
+        n = images.shape[0] // world
+        x = torch.as_tensor(images[rank * n:(rank + 1) * n])
+        loss = _forward_loss(ddp, model, x)
+        loss.backward()  # DDP averages the gradients
+        total = loss.detach().clone()
+        _dist().all_reduce(total)
+        if rank == 0:
+            result = _result(total / world, model)
+            np.save(out, np.array(result, dtype=object), allow_pickle=True)
+    finally:
+        _dist().destroy_process_group()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_step(build_model, images, replicas, sync_batchnorm=True, gather_negatives=True):
+    """One step in this process (`replicas` 1), or in `replicas` gloo
+    processes under DistributedDataParallel; see
+    `contrastive.distribute.check`."""
+    import torch
+    import torch.multiprocessing as mp
+
+    if replicas == 1:
+        model = build_model()
+        loss = _forward_loss(model, model, torch.as_tensor(images))
+        loss.backward()
+        return _result(loss.detach(), model)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "result.npy")
+        mp.spawn(
+            _worker,
+            args=(replicas, _free_port(), build_model, images, sync_batchnorm,
+                  gather_negatives, out),
+            nprocs=replicas,
+            join=True,
+        )
+        return np.load(out, allow_pickle=True).item()

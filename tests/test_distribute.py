@@ -1,0 +1,121 @@
+"""The distribution layer: N simulated devices against one device.
+
+Each backend's comparison runs in that backend's pass of the suite (CI runs
+it once per KERAS_BACKEND). Device set-up must come before the backend
+initialises, so jax and tensorflow run in a subprocess; torch starts its own
+gloo processes.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+
+from contrastive.distribute import Distribution, from_spec
+from contrastive.errors import SpecError
+
+BACKEND = keras.backend.backend()
+TOLERANCE = 1e-4
+
+CHECK_SCRIPT = """
+import json, sys
+{setup}
+from contrastive.distribute.check import run_check
+sync = run_check({devices})
+unsync = run_check({devices}, sync_batchnorm=False)
+print("REPORT" + json.dumps([sync, unsync]))
+"""
+
+
+def _run(args, env_extra=None, timeout=240):
+    env = dict(os.environ, KERAS_BACKEND=BACKEND, **(env_extra or {}))
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _reports(setup, devices, env_extra=None):
+    script = CHECK_SCRIPT.format(setup=setup, devices=devices)
+    done = _run([sys.executable, "-c", script], env_extra)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(line for line in done.stdout.splitlines() if line.startswith("REPORT"))
+    return json.loads(line[len("REPORT"):])
+
+
+def _assert_agree(report):
+    assert report["passed"], report
+    assert report["loss_difference"] <= TOLERANCE
+    assert report["max_grad_difference"] <= TOLERANCE
+    assert report["max_batchnorm_difference"] <= TOLERANCE
+
+
+def _assert_differ(report):
+    assert not report["passed"], report
+    assert report["max_batchnorm_difference"] > TOLERANCE
+    assert report["max_grad_difference"] > TOLERANCE
+
+
+def test_strategy_none_is_one_device():
+    dist = from_spec({"strategy": "none"})
+    assert type(dist) is Distribution
+    assert dist.num_replicas == 1 and dist.replica_id() == 0 and dist.is_chief
+    assert dist.launch_command(["train", "spec.yaml"]) is None
+    with dist.scope():
+        pass
+
+
+def test_strategy_of_another_backend_is_a_spec_error():
+    other = {"jax": "mirrored", "tensorflow": "ddp", "torch": "data_parallel"}[BACKEND]
+    with pytest.raises(SpecError, match="distribute.strategy"):
+        from_spec({"strategy": other})
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="jax's pass")
+def test_jax_cli_check_passes_on_4_host_devices():
+    done = _run([sys.executable, "-m", "contrastive_cli.main", "check-distributed",
+                 "--devices", "4", "--json"])
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    report = json.loads(done.stdout[done.stdout.index("{"):])
+    assert report["devices"] == 4
+    _assert_agree(report)
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="jax's pass")
+def test_jax_per_device_batch_norm_is_reported():
+    # shard_map per-device step: the check can fail.
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    script = CHECK_SCRIPT.format(setup="", devices=4).replace(
+        "sync = run_check(4)\n", "sync = None\n")
+    done = _run([sys.executable, "-c", script], {"XLA_FLAGS": flags})
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(line for line in done.stdout.splitlines() if line.startswith("REPORT"))
+    _assert_differ(json.loads(line[len("REPORT"):])[1])
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tensorflow's pass")
+def test_tensorflow_mirrored_2_logical_cpus():
+    setup = ("from contrastive.distribute.tensorflow_backend import configure_logical_cpus\n"
+             "assert configure_logical_cpus(2)")
+    sync, unsync = _reports(setup, 2)
+    _assert_agree(sync)
+    _assert_differ(unsync)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch's pass")
+def test_torch_ddp_2_gloo_processes():
+    from contrastive.distribute.check import run_check
+
+    _assert_agree(run_check(2))
+    _assert_differ(run_check(2, sync_batchnorm=False))
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch's pass")
+def test_torch_launch_command():
+    from contrastive.distribute.torch_backend import TorchDistribution
+
+    dist = TorchDistribution(devices=2)
+    assert dist.needs_launch and dist.num_replicas == 2
+    assert dist.launch_command(["train", "spec.yaml"]) == (
+        "torchrun --standalone --nproc_per_node=2 -m contrastive_cli.main train spec.yaml"
+    )

@@ -1,0 +1,91 @@
+"""Evaluation of a finished run: kNN, linear, fine-tuning, embeddings."""
+
+import json
+
+import numpy as np
+import pytest
+
+from contrastive.evaluation.finetune import balanced_subset
+from contrastive.evaluation.knn import knn_accuracy
+from contrastive.spec import resolve
+from contrastive.training import train
+from contrastive_cli.main import main
+
+from helpers import tiny_spec
+
+
+def cli(capsys, *args):
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("eval")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(48, 16, 16, 3), dtype=np.uint8)
+    labels = rng.integers(0, 3, size=48).astype(np.int32)
+    np.savez(root / "tiny.npz", images=images, labels=labels)
+    np.savez(root / "tiny_test.npz", images=images[:12], labels=labels[:12])
+    spec = tiny_spec(root / "tiny.npz", output={"tensorboard": False, "plot": False},
+                     eval={"knn": {"enabled": False}, "linear": {"enabled": False}})
+    train(resolve(spec), out_dir=root / "run", log=lambda line: None)
+    return root / "run"
+
+
+@pytest.mark.parametrize("protocol, extra", [
+    ("knn", ["--k", "5"]),
+    ("linear", ["--epochs", "2"]),
+    ("finetune", ["--fraction", "0.25", "--epochs", "1"]),
+])
+def test_eval_protocols_report_json(capsys, run_dir, protocol, extra):
+    code, out, err = cli(capsys, "eval", protocol, "--run", str(run_dir), "--json", *extra)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["protocol"] == protocol and 0.0 <= result["accuracy"] <= 1.0
+    assert result["test"] == 12
+
+
+def test_eval_table_and_bad_run(capsys, run_dir, tmp_path):
+    code, out, _ = cli(capsys, "eval", "knn", "--run", str(run_dir), "--k", "3")
+    assert code == 0 and "accuracy" in out and "protocol  knn" in out
+    code, _, err = cli(capsys, "eval", "knn", "--run", str(tmp_path))
+    assert code == 2 and "expected a finished run directory" in err
+
+
+def test_embed_writes_representations(capsys, run_dir, tmp_path):
+    out_file = tmp_path / "h.npy"
+    labels_file = tmp_path / "y.npy"
+    code, _, err = cli(capsys, "embed", "--run", str(run_dir), "--split", "test",
+                       "--out", str(out_file), "--labels", str(labels_file))
+    assert code == 0, err
+    assert np.load(out_file).shape == (12, 8)
+    assert np.load(labels_file).shape == (12,)
+
+
+def test_knn_matches_a_direct_computation():
+    rng = np.random.default_rng(1)
+    train_x, test_x = rng.normal(size=(30, 4)), rng.normal(size=(7, 4))
+    train_y, test_y = rng.integers(0, 3, 30), rng.integers(0, 3, 7)
+    expected = []
+    for x in test_x:
+        sims = (train_x / np.linalg.norm(train_x, axis=1, keepdims=True)) @ (x / np.linalg.norm(x))
+        top = np.argsort(-sims)[:5]
+        votes = np.zeros(3)
+        for i in top:
+            votes[train_y[i]] += np.exp(sims[i] / 0.1)
+        expected.append(votes.argmax())
+    assert knn_accuracy(train_x, train_y, test_x, test_y, k=5) == np.mean(np.array(expected) == test_y)
+
+
+def test_balanced_subset_is_fixed_and_balanced():
+    labels = np.repeat(np.arange(4), 50)
+    first = balanced_subset(labels, 0.1, seed=3)
+    assert np.bincount(labels[first]).tolist() == [5, 5, 5, 5]
+    assert np.array_equal(first, balanced_subset(labels, 0.1, seed=3))
+    assert not np.array_equal(first, balanced_subset(labels, 0.1, seed=4))
+    assert np.bincount(labels[balanced_subset(labels, 0.01)]).tolist() == [1, 1, 1, 1]
