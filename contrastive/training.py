@@ -164,6 +164,8 @@ def train(spec, out_dir=None, log=print, resume=False, argv=None):
     if command:
         raise LaunchRequired(f"this run has {distribution.num_replicas} processes; start it with: {command}")
     chief = distribution.is_chief
+    if not chief:
+        log = _silent
     if resume:
         run_dir = pathlib.Path(out_dir)
         state = read_state(run_dir)
@@ -348,6 +350,10 @@ def _held_out(spec, parts):
     if "test" in parts.dataset.splits:
         return parts.dataset.load("test")
     return None
+
+
+def _silent(line):
+    del line
 
 
 def _merge_json(path, values):

@@ -13,7 +13,7 @@ from helpers import CIFAR_TEST, CIFAR_TRAIN
 
 pytestmark = pytest.mark.skipif(not CIFAR_TRAIN.exists(), reason="needs ../shared/datasets/cifar10")
 
-MARGIN = 0.02
+MARGIN = 0.04
 
 
 def test_pretraining_improves_knn_over_random_initialisation(tmp_path):
@@ -45,5 +45,4 @@ def test_pretraining_improves_knn_over_random_initialisation(tmp_path):
     before = knn(parts.encoder)
     train(spec, out_dir=tmp_path / "run", log=lambda line: None)
     after = knn(keras.saving.load_model(tmp_path / "run" / "encoder.keras"))
-    print("knn before", before, "after", after)
     assert after >= before + MARGIN, (before, after)

@@ -34,6 +34,8 @@ def command(spec, overrides, out, resume, as_json):
         if out:
             argv += ["--out", out]
         results = training.train(load_spec(spec, overrides), out_dir=out, log=log, argv=argv)
+    if not results.get("chief", True):
+        return
     if as_json:
         click.echo(json.dumps(results, indent=2))
     else:
