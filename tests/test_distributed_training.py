@@ -60,6 +60,7 @@ def test_tensorflow_mirrored(backend, spec_file, tmp_path):
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from contrastive_cli.main import main
         main(["train", {str(spec_file)!r}, "--set", "distribute.strategy=mirrored",
+              "--set", "distribute.devices=2",
               "--out", {str(run)!r}])
     """)
     result = _run([sys.executable, "-c", script])
