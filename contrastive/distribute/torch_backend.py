@@ -15,6 +15,7 @@ import functools
 import os
 import shlex
 import socket
+import sys
 import tempfile
 import warnings
 
@@ -239,8 +240,16 @@ def _worker(rank, world, port, build_model, images, sync_batchnorm, gather_negat
         if rank == 0:
             result = _result(total / world, model)
             np.save(out, np.array(result, dtype=object), allow_pickle=True)
-    finally:
+    except BaseException:
         _dist().destroy_process_group()
+        raise
+    _dist().destroy_process_group()
+    # Leave without the interpreter's teardown: threads of the libraries
+    # loaded beside torch (TensorFlow's, through Keras) can abort it
+    # ("terminate called without an active exception") after the work is done.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _free_port():
