@@ -71,7 +71,7 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tiny_arrays, tmp_path):
     assert len(rows) == 1 + epochs  # the header once, then every epoch
 
 
-class _FailsLater(keras.layers.Layer):
+class FailsLater(keras.layers.Layer):
     """An encoder whose output turns NaN after `after` training steps."""
 
     def __init__(self, after=6, **kwargs):
@@ -91,7 +91,7 @@ class _FailsLater(keras.layers.Layer):
 @pytest.fixture
 def failing_encoder():
     registry = get_registry("encoders")
-    registry.register("fails_later", _FailsLater, override=True)
+    registry.register("fails_later", FailsLater, override=True)
     yield
     registry.unregister("fails_later")
 
