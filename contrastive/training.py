@@ -127,7 +127,8 @@ def train(spec, out_dir=None, log=print, resume=False, argv=None):
     `metrics.csv`, `curves.png`, TensorBoard logs under `tensorboard/`,
     atomic checkpoints (`checkpoint.json` naming the newest
     `checkpoints/epoch-NNNN.weights.h5`), `encoder.keras` (float32 images in
-    [0, 1] to h) and `results.json`.
+    [0, 1] to h), `encoder_head1.keras` (the same, then the head's first
+    layer: SimCLR v2's fine-tuning start) and `results.json`.
 
     Args:
         spec: a `contrastive.spec.Spec`.
@@ -269,6 +270,8 @@ def train(spec, out_dir=None, log=print, resume=False, argv=None):
         results["peak_learning_rate"] = float(peak)
     if spec["output"]["save_encoder"]:
         save_encoder(parts.encoder, parts.train.images.shape[1:], run_dir / "encoder.keras")
+        save_encoder(parts.encoder, parts.train.images.shape[1:],
+                     run_dir / "encoder_head1.keras", head=parts.head)
     results["eval"] = evaluate(spec, parts, log)
     (run_dir / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     return results
@@ -362,13 +365,25 @@ def _merge_json(path, values):
     path.write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
-def save_encoder(encoder, image_shape, path):
-    """Saves the encoder as a `.keras` model: float32 images in [0, 1] to h."""
+def save_encoder(encoder, image_shape, path, head=None):
+    """Saves the encoder as a `.keras` model: float32 images in [0, 1] to h.
+
+    With `head`, saves instead the encoder followed by the head's first
+    layer and its ReLU (the representation SimCLR v2 fine-tunes from), when
+    the head has hidden layers (`head.hidden`); otherwise writes nothing.
+    """
     import keras
 
     inputs = keras.Input(shape=tuple(image_shape), dtype="float32", name="images")
-    model = keras.Model(inputs, encoder(inputs, training=False), name="encoder")
-    model.save(str(path))
+    outputs = encoder(inputs, training=False)
+    name = "encoder"
+    if head is not None:
+        hidden = getattr(head, "hidden", None)
+        if not hidden:
+            return
+        outputs = keras.layers.Activation("relu")(hidden[0](outputs, training=False))
+        name = "encoder_head1"
+    keras.Model(inputs, outputs, name=name).save(str(path))
 
 
 def evaluate(spec, parts, log=print):

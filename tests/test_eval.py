@@ -41,6 +41,7 @@ def run_dir(tmp_path_factory):
     ("knn", ["--k", "5"]),
     ("linear", ["--epochs", "2"]),
     ("finetune", ["--fraction", "0.25", "--epochs", "1"]),
+    ("finetune", ["--fraction", "0.25", "--epochs", "1", "--start", "head1"]),
 ])
 def test_eval_protocols_report_json(capsys, run_dir, protocol, extra):
     code, out, err = cli(capsys, "eval", protocol, "--run", str(run_dir), "--json", *extra)

@@ -67,17 +67,20 @@ def linear(run_dir, data, epochs, learning_rate, as_json):
               help="Share of each class labelled (the paper: 0.01 or 0.1).")
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1))
 @click.option("--learning-rate", default=0.05, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--start", type=click.Choice(["h", "head1"]), default="h", show_default=True,
+              help="Fine-tune from h, or from the head's first layer (SimCLR v2).")
 @json_option
-def finetune(run_dir, data, fraction, epochs, learning_rate, as_json):
+def finetune(run_dir, data, fraction, epochs, learning_rate, start, as_json):
     """Fine-tune the encoder on a class-balanced labelled subset."""
     from contrastive.evaluation.finetune import finetune_accuracy
     from contrastive.evaluation.runs import load_data, load_run
 
-    spec, encoder = load_run(run_dir)
+    spec, encoder = load_run(run_dir, start)
     train, test = load_data(spec, _mapping(data))
     accuracy, size = finetune_accuracy(encoder, train, test, fraction=fraction, epochs=epochs,
                                        learning_rate=learning_rate, seed=spec["seed"])
-    _report({"protocol": "finetune", "fraction": fraction, "labelled": size, "epochs": epochs,
+    _report({"protocol": "finetune", "start": start, "fraction": fraction, "labelled": size,
+             "epochs": epochs,
              "test": len(test), "accuracy": accuracy}, as_json)
 
 

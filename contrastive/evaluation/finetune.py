@@ -25,7 +25,8 @@ def balanced_subset(labels, fraction, seed=0):
 
 def finetune_accuracy(encoder, train, test, fraction=0.1, epochs=30, learning_rate=0.05,
                       batch_size=64, seed=0):
-    """Fine-tunes the whole encoder with a new linear classifier on a
+    """Fine-tunes the whole encoder (or encoder and first head layer) with a
+    new linear classifier on a
     `fraction` of the labelled training images; returns test accuracy.
 
     As in the paper's semi-supervised protocol (section 4.2), the encoder

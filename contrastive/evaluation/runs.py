@@ -5,24 +5,31 @@ import pathlib
 from contrastive.errors import SpecError
 
 
-def load_run(run_dir):
+def load_run(run_dir, start="h"):
     """Returns `(spec, encoder)` of a run directory.
 
+    Args:
+        run_dir: a finished run directory.
+        start: `h` for the encoder, `head1` for the encoder followed by the
+            projection head's first layer (SimCLR v2).
+
     Raises:
-        SpecError: the directory lacks `spec.yaml` or `encoder.keras`.
+        SpecError: the directory lacks `spec.yaml` or the model file.
     """
     import keras
 
     from contrastive.spec import load_spec
 
     run_dir = pathlib.Path(run_dir)
-    for name in ("spec.yaml", "encoder.keras"):
+    model_file = "encoder.keras" if start == "h" else "encoder_head1.keras"
+    for name in ("spec.yaml", model_file):
         if not (run_dir / name).exists():
             raise SpecError(f"{run_dir}: expected a finished run directory with {name}", "--run")
     spec = load_spec(run_dir / "spec.yaml")
     import contrastive.encoders  # noqa: F401 (registers the classes the file names)
+    import contrastive.heads  # noqa: F401
 
-    encoder = keras.saving.load_model(run_dir / "encoder.keras")
+    encoder = keras.saving.load_model(run_dir / model_file)
     return spec, encoder
 
 

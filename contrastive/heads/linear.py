@@ -17,6 +17,7 @@ BATCH_NORM_EPSILON = 1e-5
 KERNEL_STDDEV = 0.01
 
 
+@keras.saving.register_keras_serializable(package="contrastive")
 class LinearUnit(keras.layers.Layer):
     """Dense, then batch norm if `batch_norm`; no activation.
 
