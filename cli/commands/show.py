@@ -15,10 +15,13 @@ from contrastive_cli.options import json_option
 def command(kind, name, as_json):
     """Show the arguments (with defaults), docstring and origin of a component."""
     from contrastive.registry import get_registry
+    from contrastive.spec import COMPONENT_SECTIONS, CONTEXT
 
     registry = get_registry(kind)
     entry = registry.entry(name)
-    params = registry.parameters(name)
+    sections = [s for s, k in COMPONENT_SECTIONS.items() if k == registry.kind]
+    run_time = {arg for s in sections for arg in CONTEXT.get(s, ())}
+    params = [p for p in registry.parameters(name) if p.name not in run_time]
     doc = inspect.getdoc(entry.obj) or ""
     if as_json:
         click.echo(
@@ -53,6 +56,8 @@ def command(kind, name, as_json):
     for p in params:
         default = "required" if p.required else f"default {_yaml(p.default)}"
         click.echo(f"  {p.name}: {p.expected}; {default}")
+    if run_time:
+        click.echo(f"set by contrastive at run time: {', '.join(sorted(run_time))}")
     if doc:
         click.echo("")
         click.echo(doc)
