@@ -76,6 +76,10 @@ class SimCLR(keras.Model):
             outputs["probe"] = self.probe(ops.stop_gradient(ops.cast(h, "float32")))
         return outputs
 
+    def represent(self, images):
+        """Returns h for `images`, in inference mode (no augmentation)."""
+        return self.encoder(to_unit_float(images), training=False)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         z = y_pred["z"]
         n = ops.shape(z)[0] // 2
