@@ -42,8 +42,10 @@ class SimCLR(keras.Model):
         their second views.
     """
 
-    def __init__(self, encoder, head, augmenter=None, loss=None, num_classes=None, **kwargs):
+    def __init__(self, encoder, head, augmenter=None, loss=None, num_classes=None,
+                 resident=None, **kwargs):
         super().__init__(**kwargs)
+        self.resident = resident
         self.encoder = encoder
         self.head = head
         self.augmenter = augmenter
@@ -61,6 +63,9 @@ class SimCLR(keras.Model):
         }
 
     def call(self, images, training=False):
+        labels = None
+        if self.resident is not None and len(images.shape) == 1:
+            images, labels = self.resident(images)
         x = to_unit_float(images)
         if training:
             if self.augmenter is not None:
@@ -74,6 +79,8 @@ class SimCLR(keras.Model):
         outputs = {"h": h, "z": z}
         if self.probe is not None:
             outputs["probe"] = self.probe(ops.stop_gradient(ops.cast(h, "float32")))
+            if labels is not None:
+                outputs["labels"] = labels
         return outputs
 
     def represent(self, images):
@@ -89,6 +96,8 @@ class SimCLR(keras.Model):
             values = self.contrastive_loss.metrics_from(z_a, z_b)
             for name, tracker in self.loss_metrics.items():
                 tracker.update_state(values[name])
+        if y is None:
+            y = y_pred.get("labels")
         if self.probe is not None and y is not None:
             labels = ops.concatenate([y, y], axis=0)
             logits = y_pred["probe"]

@@ -83,6 +83,10 @@ class TrainSection:
         verbose: Keras' progress display (0 silent, 1 bar, 2 a line an epoch).
         probe: an online linear probe on stop-gradient h during pretraining,
             when the data has labels (as the official code does).
+        input: how images reach the model (see `contrastive.inputs`):
+            `memory` (host memory, a batch copied each step), `device`
+            (held in device memory, batched there), `stream` (read from the
+            files by tf.data as training goes), or `auto`.
     """
 
     batch_size: PositiveInt = 256
@@ -92,6 +96,7 @@ class TrainSection:
     jit_compile: bool | Literal["auto"] = "auto"
     verbose: Literal[0, 1, 2] = 1
     probe: bool = True
+    input: Literal["auto", "memory", "device", "stream"] = "auto"
 
 
 @dataclasses.dataclass

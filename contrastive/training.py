@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from contrastive.errors import ContrastiveError, SpecError
+from contrastive.inputs import fit_input, load_training_set
 from contrastive.registry import build, get_registry
 
 
@@ -21,6 +22,7 @@ class Parts:
 
     dataset: object
     train: object
+    input_mode: str
     augmenter: object
     encoder: object
     head: object
@@ -29,7 +31,8 @@ class Parts:
 
 
 def build_parts(spec):
-    """Builds the dataset (and loads its training split) and the model parts.
+    """Builds the dataset (and loads its training split as `train.input`
+    says: `Arrays`, or `Files` to stream) and the model parts.
 
     Raises:
         SpecError: a component rejected its arguments, or the batch does not
@@ -40,7 +43,7 @@ def build_parts(spec):
     keras.utils.set_random_seed(spec["seed"])
     keras.config.set_dtype_policy(spec["train"]["precision"])
     dataset = build("datasets", spec["data"], "data")
-    train = dataset.load("train")
+    input_mode, train = load_training_set(dataset, spec["train"]["input"])
     batch_size = spec["train"]["batch_size"]
     if batch_size > len(train):
         raise SpecError(
@@ -54,6 +57,7 @@ def build_parts(spec):
     return Parts(
         dataset=dataset,
         train=train,
+        input_mode=input_mode,
         augmenter=augmenter,
         encoder=build("encoders", spec["encoder"], "encoder"),
         head=build("heads", spec["head"], "head"),
@@ -153,7 +157,6 @@ def train(spec, out_dir=None, log=print, resume=False, argv=None):
     """
     import keras
 
-    from contrastive.batches import ShuffledBatches
     from contrastive.callbacks import Checkpoint, StopOnNonFinite
     from contrastive.checkpoints import read_state
     from contrastive.distribute import from_spec
@@ -179,44 +182,41 @@ def train(spec, out_dir=None, log=print, resume=False, argv=None):
         (run_dir / "spec.yaml").write_text(
             f"# resolved from {spec.file}\n" + spec.to_yaml(), encoding="utf-8"
         )
+    epochs = spec["train"]["epochs"]
+    first_epoch = state["epoch"] if state is not None else 0
     with distribution.scope():
         parts = build_parts(spec)
         optimizer, schedule = build_optimizer(spec, parts.steps_per_epoch)
         labels = parts.train.labels if spec["train"]["probe"] else None
         num_classes = int(labels.max()) + 1 if labels is not None else None
+        batches, resident = fit_input(
+            parts.input_mode, parts.train, spec["train"]["batch_size"], spec["seed"],
+            parts.steps_per_epoch, first_epoch, epochs, with_labels=labels is not None,
+        )
         model = SimCLR(parts.encoder, parts.head, parts.augmenter, parts.loss,
-                       num_classes=num_classes)
+                       num_classes=num_classes, resident=resident)
         distribution.prepare(model)
         model.compile(optimizer=optimizer, jit_compile=spec["train"]["jit_compile"])
     if distribution.num_replicas > 1:
         log(distribution.describe())
-    epochs = spec["train"]["epochs"]
-    first_epoch = 0
     if state is not None:
-        first_epoch = state["epoch"]
         with distribution.scope():
             _restore(model, parts, state, run_dir)
         _truncate_metrics(run_dir / "metrics.csv", first_epoch)
         log(f"resuming {run_dir} after epoch {first_epoch} of {epochs}")
     log(
-        f"backend {keras.backend.backend()}: {len(parts.train)} images, batch "
-        f"{spec['train']['batch_size']}, {parts.steps_per_epoch} steps x "
-        f"{epochs} epochs -> {run_dir}"
+        f"backend {keras.backend.backend()}: {len(parts.train)} images "
+        f"({parts.input_mode} input), batch {spec['train']['batch_size']}, "
+        f"{parts.steps_per_epoch} steps x {epochs} epochs -> {run_dir}"
     )
     peak = getattr(schedule, "peak_learning_rate", None)
     if peak is not None:
         log(f"peak learning rate {float(peak):.6g}")
         if chief:
             _merge_json(run_dir / "results.json", {"peak_learning_rate": float(peak)})
-    batches = ShuffledBatches(
-        parts.train.images,
-        spec["train"]["batch_size"],
-        seed=spec["seed"],
-        steps_per_epoch=parts.steps_per_epoch,
-        first_epoch=first_epoch,
-        labels=labels,
-    )
     callbacks = [StopOnNonFinite()]
+    if hasattr(batches, "follow"):
+        callbacks.append(batches.follow())
     if chief:
         callbacks += [
             keras.callbacks.CSVLogger(str(run_dir / "metrics.csv"), append=first_epoch > 0),
@@ -237,6 +237,7 @@ def train(spec, out_dir=None, log=print, resume=False, argv=None):
             batches,
             epochs=epochs,
             initial_epoch=first_epoch,
+            steps_per_epoch=parts.steps_per_epoch if parts.input_mode == "stream" else None,
             shuffle=False,  # the batches shuffle themselves, reproducibly
             verbose=spec["train"]["verbose"] if chief else 0,
             callbacks=callbacks,
@@ -269,8 +270,8 @@ def train(spec, out_dir=None, log=print, resume=False, argv=None):
     if peak is not None:
         results["peak_learning_rate"] = float(peak)
     if spec["output"]["save_encoder"]:
-        save_encoder(parts.encoder, parts.train.images.shape[1:], run_dir / "encoder.keras")
-        save_encoder(parts.encoder, parts.train.images.shape[1:],
+        save_encoder(parts.encoder, parts.train.image_shape, run_dir / "encoder.keras")
+        save_encoder(parts.encoder, parts.train.image_shape,
                      run_dir / "encoder_head1.keras", head=parts.head)
     results["eval"] = evaluate(spec, parts, log)
     (run_dir / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
@@ -300,7 +301,7 @@ def _restore(model, parts, state, run_dir):
     optimizer state and random-generator states."""
     from contrastive.callbacks import random_states
 
-    model(parts.train.images[:2], training=True)
+    model(np.zeros((2, *parts.train.image_shape), np.uint8), training=True)
     model.optimizer.build(model.trainable_variables)
     model.load_weights(str(run_dir / state["weights"]))
     variables = random_states(model)
@@ -392,7 +393,7 @@ def evaluate(spec, parts, log=print):
     Uses `eval.data`, else the `test` split of `data`. Skipped (an empty
     result) when there are no labels or no held-out split.
     """
-    from contrastive.evaluation import encode, knn_accuracy, linear_accuracy
+    from contrastive.evaluation import features_of, knn_accuracy, linear_accuracy
 
     settings = spec["eval"]
     wanted = settings["knn"]["enabled"] or settings["linear"]["enabled"]
@@ -406,8 +407,8 @@ def evaluate(spec, parts, log=print):
     if train.labels is None or test.labels is None:
         log("evaluation skipped: the data has no labels")
         return {}
-    train_h = encode(parts.encoder, train.images)
-    test_h = encode(parts.encoder, test.images)
+    train_h = features_of(parts.encoder, train)
+    test_h = features_of(parts.encoder, test)
     results = {}
     if settings["knn"]["enabled"]:
         knn = settings["knn"]

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from contrastive.evaluation.finetune import balanced_subset
+from contrastive.evaluation.finetune import balanced_subset, finetune_model
 from contrastive.evaluation.knn import knn_accuracy
 from contrastive.spec import resolve
 from contrastive.training import train
@@ -42,6 +42,7 @@ def run_dir(tmp_path_factory):
     ("linear", ["--epochs", "2"]),
     ("finetune", ["--fraction", "0.25", "--epochs", "1"]),
     ("finetune", ["--fraction", "0.25", "--epochs", "1", "--start", "head1"]),
+    ("finetune", ["--fraction", "0.25", "--epochs", "1", "--no-augment"]),
 ])
 def test_eval_protocols_report_json(capsys, run_dir, protocol, extra):
     code, out, err = cli(capsys, "eval", protocol, "--run", str(run_dir), "--json", *extra)
@@ -91,3 +92,20 @@ def test_balanced_subset_is_fixed_and_balanced():
     assert np.array_equal(first, balanced_subset(labels, 0.1, seed=3))
     assert not np.array_equal(first, balanced_subset(labels, 0.1, seed=4))
     assert np.bincount(labels[balanced_subset(labels, 0.01)]).tolist() == [1, 1, 1, 1]
+
+
+def test_finetuning_augments_in_training_only():
+    import keras
+
+    encoder = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(4)])
+    model = finetune_model(encoder, (16, 16, 3), 3, augment=True, seed=2)
+    images = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    train_a = keras.ops.convert_to_numpy(model(images, training=True))
+    train_b = keras.ops.convert_to_numpy(model(images, training=True))
+    assert not np.allclose(train_a, train_b)
+    infer = [keras.ops.convert_to_numpy(model(images, training=False)) for _ in range(2)]
+    np.testing.assert_array_equal(infer[0], infer[1])
+    plain = finetune_model(encoder, (16, 16, 3), 3, augment=False)
+    plain.layers[-1].set_weights(model.layers[-1].get_weights())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(plain(images, training=True)),
+                               infer[0], rtol=1e-5, atol=1e-5)

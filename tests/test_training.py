@@ -70,7 +70,7 @@ def test_batches_are_full_shuffled_and_reproducible():
     assert len(first) == 2
     epoch0 = np.concatenate([first[i][0].ravel() for i in range(2)])
     assert len(set(epoch0)) == 8
-    first.on_epoch_end()
+    first.follow().on_epoch_begin(1)
     epoch1 = np.concatenate([first[i][0].ravel() for i in range(2)])
     assert not np.array_equal(epoch0, epoch1)
     again = ShuffledBatches(images, 4, seed=3, first_epoch=1)

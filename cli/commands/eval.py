@@ -69,8 +69,10 @@ def linear(run_dir, data, epochs, learning_rate, as_json):
 @click.option("--learning-rate", default=0.05, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--start", type=click.Choice(["h", "head1"]), default="h", show_default=True,
               help="Fine-tune from h, or from the head's first layer (SimCLR v2).")
+@click.option("--augment/--no-augment", default=True, show_default=True,
+              help="Random crops and flips of the training images, as the paper fine-tunes.")
 @json_option
-def finetune(run_dir, data, fraction, epochs, learning_rate, start, as_json):
+def finetune(run_dir, data, fraction, epochs, learning_rate, start, augment, as_json):
     """Fine-tune the encoder on a class-balanced labelled subset."""
     from contrastive.evaluation.finetune import finetune_accuracy
     from contrastive.evaluation.runs import load_data, load_run
@@ -78,9 +80,10 @@ def finetune(run_dir, data, fraction, epochs, learning_rate, start, as_json):
     spec, encoder = load_run(run_dir, start)
     train, test = load_data(spec, _mapping(data))
     accuracy, size = finetune_accuracy(encoder, train, test, fraction=fraction, epochs=epochs,
-                                       learning_rate=learning_rate, seed=spec["seed"])
+                                       learning_rate=learning_rate, seed=spec["seed"],
+                                       augment=augment)
     _report({"protocol": "finetune", "start": start, "fraction": fraction, "labelled": size,
-             "epochs": epochs,
+             "epochs": epochs, "augment": augment,
              "test": len(test), "accuracy": accuracy}, as_json)
 
 

@@ -1,4 +1,6 @@
-"""The dataset contract: `load(split)` returns images and labels as arrays."""
+"""The dataset contract: `load(split)` returns images and labels as arrays;
+datasets read from image files may also list them with `files(split)`, so
+that training can stream them instead of holding them in memory."""
 
 import dataclasses
 
@@ -24,10 +26,48 @@ class Arrays:
     def __len__(self):
         return len(self.images)
 
+    @property
+    def image_shape(self):
+        """`(H, W, C)` of every image."""
+        return tuple(self.images.shape[1:])
+
     def take(self, indices):
         """Returns the subset at `indices`."""
         labels = None if self.labels is None else self.labels[indices]
         return Arrays(self.images[indices], labels, self.class_names)
+
+
+@dataclasses.dataclass
+class Files:
+    """Image files read as they are needed, each decoded to RGB and resized
+    to `size` x `size`.
+
+    Attributes:
+        paths: the readable image files, in a fixed order.
+        labels: int array of shape `(N,)`, or None when unlabelled.
+        size: the side of the decoded images, in pixels.
+        class_names: the names of the label values, when known.
+        skipped: the unreadable files left out, each with its error.
+    """
+
+    paths: tuple
+    labels: np.ndarray | None
+    size: int
+    class_names: tuple = ()
+    skipped: tuple = ()
+
+    def __len__(self):
+        return len(self.paths)
+
+    @property
+    def image_shape(self):
+        """`(H, W, C)` of every decoded image."""
+        return (self.size, self.size, 3)
+
+    @property
+    def nbytes(self):
+        """The memory the decoded images would take as uint8."""
+        return len(self.paths) * self.size * self.size * 3
 
 
 class Dataset:
@@ -45,6 +85,27 @@ class Dataset:
             ValueError: `split` is not one of `self.splits`.
         """
         raise NotImplementedError
+
+    def files(self, split="train", check=True):
+        """Returns the `Files` of `split`, for training that streams them.
+
+        Args:
+            split: the split.
+            check: decode every file once to find the unreadable ones
+                (otherwise only list them).
+
+        Raises:
+            NotImplementedError: the dataset is not read from image files.
+        """
+        raise NotImplementedError(
+            f"the dataset {type(self).__name__} is not read from image files and "
+            "cannot stream; use train.input: memory or device"
+        )
+
+    @property
+    def can_stream(self):
+        """Whether `files` is implemented."""
+        return type(self).files is not Dataset.files
 
     def check_split(self, split):
         if split not in self.splits:

@@ -4,6 +4,8 @@ import hashlib
 import json
 import os
 import pathlib
+import shutil
+import tarfile
 
 import numpy as np
 
@@ -49,3 +51,51 @@ def store(key, images, labels, class_names):
         os.replace(tmp, folder / f"{key}.npz")
     except OSError:
         pass
+
+
+def load_list(key):
+    """Returns the list of strings cached under `key`, or None."""
+    try:
+        return list(json.loads((cache_dir() / f"{key}.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
+
+
+def store_list(key, items):
+    """Caches a list of strings under `key`, as `store` does arrays."""
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{key}.{os.getpid()}.tmp.json"
+        tmp.write_text(json.dumps(list(items)), encoding="utf-8")
+        os.replace(tmp, folder / f"{key}.json")
+    except OSError:
+        pass
+
+
+def extracted(archive):
+    """The folder `archive` (a tar file) is extracted to, under the cache
+    folder; extracted on first use, through a temporary folder renamed
+    into place, so that an interrupted extraction is never taken for a
+    whole one.
+
+    Raises:
+        DataError: the archive cannot be read or the folder written.
+    """
+    from contrastive.errors import DataError
+
+    target = cache_dir() / "extracted" / fingerprint([archive], {"extract": 1})
+    if target.is_dir():
+        return target
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        os.replace(tmp, target)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if target.is_dir():
+            return target
+        raise DataError(f"{archive}: cannot extract the archive: {exc}") from None
+    return target

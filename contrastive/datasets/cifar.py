@@ -38,6 +38,19 @@ class _Cifar(Dataset):
             on_error=self.on_error,
         ).load("train")
 
+    def files(self, split="train", check=True):
+        self.check_split(split)
+        if self.path is None:
+            return super().files(split)
+        return ImageFolder(
+            str(self._local(split)), size=32, limit_per_class=self.limit_per_class,
+            on_error=self.on_error,
+        ).files("train", check=check)
+
+    @property
+    def can_stream(self):
+        return self.path is not None
+
     def _local(self, split):
         root = pathlib.Path(self.path)
         candidates = [

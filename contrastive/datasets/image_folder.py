@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from contrastive.datasets import cache
-from contrastive.datasets.base import Arrays, Dataset
+from contrastive.datasets.base import Arrays, Dataset, Files
 from contrastive.errors import DataError
 from contrastive.registry import register
 from contrastive.typecheck import PositiveInt
@@ -41,6 +41,9 @@ class ImageFolder(Dataset):
         on_error: what to do with unreadable files.
         cache: keep the decoded images (see `contrastive.datasets.cache`),
             keyed by the files' paths, sizes and times and these settings.
+            When training streams the files (`train.input: stream`), the
+            list of unreadable files is kept instead, and an archive is
+            extracted there once.
     """
 
     def __init__(
@@ -78,6 +81,61 @@ class ImageFolder(Dataset):
         if key is not None and not arrays.skipped:
             cache.store(key, arrays.images, arrays.labels, arrays.class_names)
         return arrays
+
+    def files(self, split="train", check=True):
+        """Returns the `Files` of `split`, for streaming.
+
+        A `.tar.gz` archive is extracted into the cache folder first. With
+        `check`, every file is decoded once (the result is cached) and the
+        unreadable ones are reported as `load` reports them.
+        """
+        self.check_split(split)
+        root = pathlib.Path(self.test_path if split == "test" else self.path)
+        if not root.exists():
+            raise DataError(f"{root}: no such file or folder")
+        if root.is_dir():
+            items = _folder_items(root)
+        elif root.name.endswith((".tar", ".tar.gz", ".tgz")):
+            folder = cache.extracted(root)
+            items = sorted(p for p in folder.rglob("*")
+                           if p.is_file() and p.name.lower().endswith(EXTENSIONS))
+        else:
+            raise DataError(f"{root}: expected a folder of class folders or a .tar.gz archive")
+        items = self._limit(items, lambda item: item.parent.name)
+        if not items:
+            raise DataError(f"{root}: no {'/'.join(EXTENSIONS)} images in class folders")
+        classes = tuple(sorted({item.parent.name for item in items}))
+        unreadable = self._unreadable(items) if check else []
+        bad = [f"{path} ({error})" for path, error in unreadable]
+        if bad:
+            self._report(bad)
+            dropped = {path for path, _ in unreadable}
+            items = [item for item in items if str(item) not in dropped]
+            if not items:
+                raise DataError(f"{root}: none of the images could be read")
+        index = {cls: i for i, cls in enumerate(classes)}
+        labels = np.array([index[item.parent.name] for item in items], dtype=np.int32)
+        return Files(tuple(items), labels, self.size, classes, skipped=tuple(bad))
+
+    def _unreadable(self, items):
+        from contrastive.streaming import unreadable
+
+        key = None
+        if self.cache:
+            key = cache.fingerprint(items, {"size": self.size, "check": 1})
+            hit = cache.load_list(key)
+            if hit is not None:
+                return hit
+        bad = unreadable(items, self.size)
+        if key is not None:
+            cache.store_list(key, bad)
+        return bad
+
+    def _report(self, bad):
+        listing = "; ".join(bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
+        if self.on_error == "fail":
+            raise DataError(f"{len(bad)} unreadable image(s): {listing}")
+        warnings.warn(f"skipped {len(bad)} unreadable image(s): {listing}", stacklevel=3)
 
     def _read(self, root):
         if root.is_dir():
@@ -145,10 +203,7 @@ class ImageFolder(Dataset):
             decoded = list(pool.map(decode, named))
         bad = [error for _, error in decoded if error]
         if bad:
-            listing = "; ".join(bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
-            if self.on_error == "fail":
-                raise DataError(f"{len(bad)} unreadable image(s): {listing}")
-            warnings.warn(f"skipped {len(bad)} unreadable image(s): {listing}", stacklevel=2)
+            self._report(bad)
         keep = [i for i, (image, _) in enumerate(decoded) if image is not None]
         if not keep:
             raise DataError(f"{root}: none of the {len(named)} images could be read")

@@ -18,3 +18,15 @@ def encode(encoder, images, batch_size=256):
         h = encoder(batch, training=False)
         outputs.append(keras.ops.convert_to_numpy(keras.ops.cast(h, "float32")))
     return np.concatenate(outputs, axis=0)
+
+
+def features_of(encoder, data, batch_size=256):
+    """Returns h for a dataset split: `Arrays` held in memory, or `Files`
+    decoded batch by batch as they are encoded."""
+    if hasattr(data, "images"):
+        return encode(encoder, data.images, batch_size)
+    from contrastive.streaming import file_batches
+
+    return np.concatenate(
+        [encode(encoder, batch, batch_size) for batch in file_batches(data, batch_size)], axis=0
+    )

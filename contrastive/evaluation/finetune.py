@@ -23,16 +23,37 @@ def balanced_subset(labels, fraction, seed=0):
     return np.sort(np.concatenate(picked))
 
 
-def finetune_accuracy(encoder, train, test, fraction=0.1, epochs=30, learning_rate=0.05,
-                      batch_size=64, seed=0):
-    """Fine-tunes the whole encoder (or encoder and first head layer) with a
-    new linear classifier on a
-    `fraction` of the labelled training images; returns test accuracy.
+def finetune_model(encoder, image_shape, num_classes, augment=True, seed=0):
+    """The encoder, then a new linear classifier, from uint8 images.
 
-    As in the paper's semi-supervised protocol (section 4.2), the encoder
-    starts from its pretrained weights and every layer is trained, with
-    Nesterov SGD at a fixed learning rate. Unlike the paper, the images are
-    not augmented during fine-tuning.
+    With `augment`, each training batch is first randomly cropped and
+    resized (area 8-100%) and flipped left-right, the only preprocessing
+    the paper fine-tunes with (appendix B.5); in inference the images pass
+    unchanged.
+    """
+    from contrastive.augmenters.crop import RandomResizedCrop
+    from contrastive.augmenters.flip import RandomFlip
+
+    inputs = keras.Input(shape=tuple(image_shape), dtype="uint8")
+    x = to_unit_float(inputs)
+    if augment:
+        x = RandomResizedCrop(seed=seed, name="finetune_crop")(x)
+        x = RandomFlip(seed=seed + 1, name="finetune_flip")(x)
+    h = encoder(x)
+    outputs = keras.layers.Dense(num_classes, dtype="float32")(h)
+    return keras.Model(inputs, outputs)
+
+
+def finetune_accuracy(encoder, train, test, fraction=0.1, epochs=30, learning_rate=0.05,
+                      batch_size=64, seed=0, augment=True):
+    """Fine-tunes the whole encoder (or encoder and first head layer) with a
+    new linear classifier on a `fraction` of the labelled training images;
+    returns test accuracy.
+
+    As in the paper's semi-supervised protocol (section 4.2, appendix
+    B.5), the encoder starts from its pretrained weights and every layer
+    is trained, with Nesterov SGD at a fixed learning rate, no
+    regularisation, and random crops and flips only (see `finetune_model`).
 
     Args:
         encoder: a `keras.Model` from float32 images in [0, 1] to h.
@@ -42,7 +63,9 @@ def finetune_accuracy(encoder, train, test, fraction=0.1, epochs=30, learning_ra
         epochs: passes over the subset.
         learning_rate: SGD's learning rate.
         batch_size: images per step.
-        seed: fixes the subset, the initialisation and the order.
+        seed: fixes the subset, the initialisation, the order and the
+            augmentation.
+        augment: crop and flip the training images.
 
     Returns:
         `(accuracy, subset_size)`.
@@ -50,10 +73,7 @@ def finetune_accuracy(encoder, train, test, fraction=0.1, epochs=30, learning_ra
     keras.utils.set_random_seed(seed)
     index = balanced_subset(train.labels, fraction, seed)
     num_classes = int(max(train.labels.max(), test.labels.max())) + 1
-    inputs = keras.Input(shape=train.images.shape[1:], dtype="uint8")
-    h = encoder(to_unit_float(inputs))
-    outputs = keras.layers.Dense(num_classes, dtype="float32")(h)
-    model = keras.Model(inputs, outputs)
+    model = finetune_model(encoder, train.images.shape[1:], num_classes, augment, seed)
     model.compile(
         optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

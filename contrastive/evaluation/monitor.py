@@ -2,7 +2,7 @@
 
 import keras
 
-from contrastive.evaluation.features import encode
+from contrastive.evaluation.features import features_of
 from contrastive.evaluation.knn import knn_accuracy
 
 
@@ -10,7 +10,8 @@ class KnnMonitor(keras.callbacks.Callback):
     """Adds `knn_accuracy` to the epoch logs every `every` epochs.
 
     Args:
-        train: labelled `Arrays` whose h forms the kNN memory bank.
+        train: labelled `Arrays` or `Files` whose h forms the kNN memory
+            bank.
         test: labelled held-out `Arrays`.
         every: epochs between measurements.
         k: neighbours.
@@ -27,7 +28,7 @@ class KnnMonitor(keras.callbacks.Callback):
             return
         encoder = self.model.encoder
         logs["knn_accuracy"] = knn_accuracy(
-            encode(encoder, self.train.images), self.train.labels,
-            encode(encoder, self.test.images), self.test.labels,
+            features_of(encoder, self.train), self.train.labels,
+            features_of(encoder, self.test), self.test.labels,
             k=self.k, temperature=self.temperature,
         )
