@@ -34,8 +34,8 @@ def host_memory_bytes():
         return None
 
 
-def load_training_set(dataset, mode):
-    """Loads the training split as the input mode needs it.
+def load_training_set(dataset, mode, split="train"):
+    """Loads the training split (or `split`) as the input mode needs it.
 
     Returns:
         `(mode, data)`: the resolved mode (never `auto`) and `Arrays`
@@ -45,25 +45,25 @@ def load_training_set(dataset, mode):
         SpecError: `stream` was asked of a dataset that is not read from
             image files.
     """
-    if mode == "stream" or (mode == "auto" and _too_big_for_memory(dataset)):
+    if mode == "stream" or (mode == "auto" and _too_big_for_memory(dataset, split)):
         if not dataset.can_stream:
             raise SpecError(
                 f"expected a dataset read from image files for stream, received "
                 f"'{type(dataset).__name__}', which is not (use memory or device)",
                 "train.input",
             )
-        return "stream", dataset.files("train")
-    train = dataset.load("train")
+        return "stream", dataset.files(split)
+    train = dataset.load(split)
     if mode == "auto":
         mode = "device" if train.images.nbytes <= DEVICE_BYTES else "memory"
     return mode, train
 
 
-def _too_big_for_memory(dataset):
+def _too_big_for_memory(dataset, split):
     if not dataset.can_stream:
         return False
     memory = host_memory_bytes()
-    return memory is not None and dataset.files("train", check=False).nbytes > memory // 4
+    return memory is not None and dataset.files(split, check=False).nbytes > memory // 4
 
 
 def fit_input(mode, train, batch_size, seed, steps_per_epoch, first_epoch, epochs,

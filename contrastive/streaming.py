@@ -106,6 +106,13 @@ def training_stream(files, batch_size, seed, steps_per_epoch, first_epoch, epoch
     )
 
 
+def decode_all(files):
+    """The decoded images of `files` as in-memory `Arrays`."""
+    from contrastive.datasets.base import Arrays
+
+    return Arrays(np.concatenate(list(file_batches(files))), files.labels, files.class_names)
+
+
 def file_batches(files, batch_size=256):
     """Yields the decoded images of `files` in order, as uint8 NumPy batches
     of at most `batch_size`."""

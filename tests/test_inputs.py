@@ -204,3 +204,33 @@ def test_an_interrupted_run_resumes_exactly(tmp_path, png_folder, monkeypatch, m
         (tmp_path / run / "checkpoint.json").read_text())["weights"]) for run in ("stopped", "straight"))
     for name, value in theirs.items():
         np.testing.assert_allclose(ours[name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_a_streamed_run_is_evaluated_from_the_files(tmp_path, png_folder, capsys):
+    import keras
+
+    from contrastive.evaluation import encode, features_of
+    from contrastive_cli.main import main
+
+    data = tiny_spec(tmp_path / "unused.npz",
+                     data={"name": "image_folder", "path": str(png_folder), "size": 16,
+                           "test_path": str(png_folder)})
+    data["train"].update({"input": "stream", "batch_size": 12})
+    data["output"] = {"plot": False, "tensorboard": False}
+    data["eval"] = {"knn": {"k": 5}, "linear": {"epochs": 2}}
+    file = tmp_path / "stream.json"
+    file.write_text(json.dumps(data))
+    results = training.train(load_spec(file), out_dir=tmp_path / "run", log=lambda line: None)
+    assert 0 <= results["eval"]["knn_accuracy"] <= 1
+    encoder = keras.saving.load_model(tmp_path / "run" / "encoder.keras")
+    folder = ImageFolder(str(png_folder), size=16)
+    np.testing.assert_allclose(features_of(encoder, folder.files()),
+                               encode(encoder, folder.load().images), rtol=1e-5, atol=1e-5)
+    for args in (["eval", "knn", "--k", "5"], ["eval", "finetune", "--epochs", "1"]):
+        with pytest.raises(SystemExit) as info:
+            main([*args, "--run", str(tmp_path / "run"), "--json"])
+        out = capsys.readouterr().out
+        assert info.value.code == 0 and json.loads(out)["test"] == 36
+    with pytest.raises(SystemExit) as info:
+        main(["embed", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "h.npy")])
+    assert info.value.code == 0 and np.load(tmp_path / "h.npy").shape[0] == 36

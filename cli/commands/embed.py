@@ -17,7 +17,8 @@ def command(run_dir, data, split, out, labels_out):
     import numpy as np
 
     from contrastive.errors import SpecError
-    from contrastive.evaluation import encode
+    from contrastive.evaluation import features_of
+    from contrastive.inputs import load_training_set
     from contrastive.evaluation.runs import load_run
     from contrastive.registry import build
     from contrastive_cli.commands.eval import _mapping
@@ -26,8 +27,8 @@ def command(run_dir, data, split, out, labels_out):
     dataset = build("datasets", _mapping(data) or spec["data"], "--data")
     if split not in dataset.splits:
         raise SpecError(f"expected one of {', '.join(dataset.splits)}, received '{split}'", "--split")
-    arrays = dataset.load(split)
-    features = encode(encoder, arrays.images)
+    arrays = load_training_set(dataset, spec["train"]["input"], split)[1]
+    features = features_of(encoder, arrays)
     np.save(out, features)
     if labels_out and arrays.labels is not None:
         np.save(labels_out, arrays.labels)

@@ -28,13 +28,13 @@ def command():
 @json_option
 def knn(run_dir, data, k, temperature, as_json):
     """Weighted kNN on frozen h (cosine similarity)."""
-    from contrastive.evaluation import encode, knn_accuracy
+    from contrastive.evaluation import features_of, knn_accuracy
     from contrastive.evaluation.runs import load_data, load_run
 
     spec, encoder = load_run(run_dir)
     train, test = load_data(spec, _mapping(data))
-    accuracy = knn_accuracy(encode(encoder, train.images), train.labels,
-                            encode(encoder, test.images), test.labels, k=k, temperature=temperature)
+    accuracy = knn_accuracy(features_of(encoder, train), train.labels,
+                            features_of(encoder, test), test.labels, k=k, temperature=temperature)
     _report({"protocol": "knn", "k": k, "temperature": temperature, "train": len(train),
              "test": len(test), "accuracy": accuracy}, as_json)
 
@@ -47,13 +47,13 @@ def knn(run_dir, data, k, temperature, as_json):
 @json_option
 def linear(run_dir, data, epochs, learning_rate, as_json):
     """Linear classifier on frozen h, the features computed once."""
-    from contrastive.evaluation import encode, linear_accuracy
+    from contrastive.evaluation import features_of, linear_accuracy
     from contrastive.evaluation.runs import load_data, load_run
 
     spec, encoder = load_run(run_dir)
     train, test = load_data(spec, _mapping(data))
-    accuracy = linear_accuracy(encode(encoder, train.images), train.labels,
-                               encode(encoder, test.images), test.labels,
+    accuracy = linear_accuracy(features_of(encoder, train), train.labels,
+                               features_of(encoder, test), test.labels,
                                epochs=epochs, learning_rate=learning_rate, seed=spec["seed"])
     _report({"protocol": "linear", "epochs": epochs, "train": len(train), "test": len(test),
              "accuracy": accuracy}, as_json)

@@ -64,6 +64,11 @@ class Files:
         """`(H, W, C)` of every decoded image."""
         return (self.size, self.size, 3)
 
+    def take(self, indices):
+        """Returns the subset at `indices`."""
+        labels = None if self.labels is None else self.labels[indices]
+        return Files(tuple(self.paths[i] for i in indices), labels, self.size, self.class_names)
+
     @property
     def nbytes(self):
         """The memory the decoded images would take as uint8."""

@@ -57,8 +57,8 @@ def finetune_accuracy(encoder, train, test, fraction=0.1, epochs=30, learning_ra
 
     Args:
         encoder: a `keras.Model` from float32 images in [0, 1] to h.
-        train: labelled `Arrays` to draw the subset from.
-        test: labelled held-out `Arrays`.
+        train: labelled `Arrays` or `Files` to draw the subset from.
+        test: labelled held-out `Arrays` or `Files`.
         fraction: the share of each class used (0.01 and 0.1 in the paper).
         epochs: passes over the subset.
         learning_rate: SGD's learning rate.
@@ -73,12 +73,22 @@ def finetune_accuracy(encoder, train, test, fraction=0.1, epochs=30, learning_ra
     keras.utils.set_random_seed(seed)
     index = balanced_subset(train.labels, fraction, seed)
     num_classes = int(max(train.labels.max(), test.labels.max())) + 1
-    model = finetune_model(encoder, train.images.shape[1:], num_classes, augment, seed)
+    model = finetune_model(encoder, train.image_shape, num_classes, augment, seed)
     model.compile(
         optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
-    x, y = train.images[index], train.labels[index]
+    subset = train.take(index)
+    if not hasattr(subset, "images"):
+        from contrastive.streaming import decode_all
+
+        subset = decode_all(subset)
+    x, y = subset.images, subset.labels
     model.fit(x, y, epochs=epochs, batch_size=min(batch_size, len(x)), verbose=0)
-    logits = model.predict(test.images, batch_size=256, verbose=0)
+    if hasattr(test, "images"):
+        logits = model.predict(test.images, batch_size=256, verbose=0)
+    else:
+        from contrastive.streaming import file_batches
+
+        logits = np.concatenate([model.predict_on_batch(batch) for batch in file_batches(test)])
     return float((logits.argmax(axis=1) == test.labels).mean()), len(index)

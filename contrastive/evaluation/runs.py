@@ -34,7 +34,8 @@ def load_run(run_dir, start="h"):
 
 
 def load_data(spec, data=None):
-    """The labelled training and held-out `Arrays` for evaluation.
+    """The labelled training and held-out sets for evaluation: `Arrays`, or
+    `Files` read batch by batch where the run streams (`train.input`).
 
     Args:
         spec: the run's spec.
@@ -43,15 +44,18 @@ def load_data(spec, data=None):
     Raises:
         SpecError: no labels, or no held-out split.
     """
+    from contrastive.inputs import load_training_set
     from contrastive.registry import build
 
+    mode = spec["train"]["input"]
     source = data if data is not None else spec["data"]
     dataset = build("datasets", source, "data")
-    train = dataset.load("train")
+    train = load_training_set(dataset, mode)[1]
     if spec["eval"]["data"] is not None and data is None:
-        test = build("datasets", spec["eval"]["data"], "eval.data").load("train")
+        held_out = build("datasets", spec["eval"]["data"], "eval.data")
+        test = load_training_set(held_out, mode)[1]
     elif "test" in dataset.splits:
-        test = dataset.load("test")
+        test = load_training_set(dataset, mode, "test")[1]
     else:
         raise SpecError("expected a dataset with a test split, or eval.data", "data")
     if train.labels is None or test.labels is None:
