@@ -37,9 +37,10 @@ class SimCLR(keras.Model):
         training: make views and update batch-norm statistics.
 
     Returns:
-        `{"h": h, "z": z}` (and `"probe": logits` with a probe); in
-        training each has 2N rows: the first views of the N images, then
-        their second views.
+        `{"h": h, "z": z}` (and `"probe": logits` with a probe, and
+        `"labels"` of the N images gathered from `resident`); in training
+        h, z and the logits have 2N rows: the first views of the N images,
+        then their second views.
     """
 
     def __init__(self, encoder, head, augmenter=None, loss=None, num_classes=None,
