@@ -61,7 +61,7 @@ def test_batch_larger_than_the_data_is_a_spec_error(tiny_arrays, tmp_path, capsy
     with pytest.raises(SystemExit) as info:
         main(["train", str(file), "--out", str(tmp_path / "run")])
     assert info.value.code == 2
-    assert "train.batch_size: expected at most the 48 training images" in capsys.readouterr().err
+    assert f"{file}: train.batch_size: expected at most the 48 training images" in capsys.readouterr().err
 
 
 def test_batches_are_full_shuffled_and_reproducible():
