@@ -22,6 +22,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = pathlib.Path(__file__).resolve().parent
 
 
+def _device():
+    import sys
+
+    sys.path.insert(0, str(HERE))
+    from throughput import _device as device
+
+    return device()
+
+
 def main():
     from contrastive.spec import load_spec
     from contrastive.training import train
@@ -31,6 +40,7 @@ def main():
     parser.add_argument("--data", default=None, help="folder holding cifar10-train.tar.gz and cifar10-test.tar.gz")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--out", default=None, help="run directory (default: a temporary one)")
+    parser.add_argument("--output", default=None, help="also write the JSON to this file")
     args = parser.parse_args()
     overrides = list(args.overrides)
     if args.data:
@@ -41,6 +51,9 @@ def main():
     results = train(spec, out_dir=pathlib.Path(out) / "run", log=print)
     results["wall_seconds_total"] = round(time.perf_counter() - start, 1)
     results["pretraining_seconds"] = results.pop("seconds")
+    results["device"] = _device()
+    if args.output:
+        pathlib.Path(args.output).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(results, indent=2))
 
 

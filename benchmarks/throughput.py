@@ -137,9 +137,12 @@ def main():
     parser.add_argument("--steps", type=int, default=50, help="timed steps of each")
     parser.add_argument("--no-jit", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--output", default=None, help="also write the JSON to this file")
     args = parser.parse_args()
     spec = load_spec(args.spec, args.overrides)
     result = measure(spec, args.batch_size, args.steps, "auto" if not args.no_jit else False)
+    if args.output:
+        pathlib.Path(args.output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     if args.json:
         print(json.dumps(result, indent=2))
         return
