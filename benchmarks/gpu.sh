@@ -50,6 +50,7 @@ python=${PYTHON:-python3}
 if [ "$mode" = dry ]; then
     OUT=${OUT:-$(mktemp -d -t gpu-dry-XXXXXX)}
     work=$(mktemp -d -t gpu-dry-work-XXXXXX)
+    trap 'rm -rf "$work"' EXIT
     # Hide tensorflow, as the device image has none: anything that needs it fails here too.
     mkdir -p "$work/no-tensorflow/tensorflow"
     echo 'raise ImportError("tensorflow is not on the device image (gpu.sh --dry-run hides it)")' \
@@ -96,14 +97,14 @@ fi
     echo "== gpu.sh $mode, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(git rev-parse --short HEAD 2>/dev/null || echo no-git)"
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv 2>/dev/null \
         || echo "nvidia-smi: none"
-    "$python" - <<'EOF'
+    KERAS_BACKEND=jax "$python" - <<'EOF'
 import importlib, platform
 print("python", platform.python_version())
 for name in ("keras", "jax", "jaxlib", "torch", "numpy"):
     try:
         print(name, importlib.import_module(name).__version__)
     except Exception as exc:  # noqa: BLE001
-        print(name, "unavailable:", type(exc).__name__)
+        print(name, "unavailable:", type(exc).__name__, exc)
 EOF
 } 2>&1 | tee -a "$log"
 

@@ -4,7 +4,8 @@ Not part of the library: the baseline that `overhead.py` and `gpu.sh`
 measure Keras-on-torch against, in the same process. It mirrors the
 architecture of `contrastive`'s `resnet18` with the CIFAR stem (3x3
 stride-1 stem, no max-pool, basic blocks [2, 2, 2, 2] of widths 64-512,
-projection shortcuts, zero-initialised last batch-norm scale in each
+a projection shortcut on the first block of every stage as the official
+code, zero-initialised last batch-norm scale in each
 block, batch norm momentum 0.9 / epsilon 1e-5) followed by the `mlp` head
 (Dense-BN-ReLU of the width of h, then Dense without bias to `output_dim`
 and batch norm without offset).
@@ -25,14 +26,14 @@ def build(width=64, blocks=(2, 2, 2, 2), output_dim=128, cifar_stem=True):
         return layer
 
     class Block(nn.Module):
-        def __init__(self, cin, cout, stride):
+        def __init__(self, cin, cout, stride, projection):
             super().__init__()
             self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
             self.bn1 = bn(cout)
             self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
             self.bn2 = bn(cout, zero=True)
             self.shortcut = None
-            if stride != 1 or cin != cout:
+            if projection:
                 self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), bn(cout))
 
         def forward(self, x):
@@ -49,12 +50,12 @@ def build(width=64, blocks=(2, 2, 2, 2), output_dim=128, cifar_stem=True):
     for stage, count in enumerate(blocks):
         cout = width * 2 ** stage
         for index in range(count):
-            layers.append(Block(cin, cout, 2 if stage > 0 and index == 0 else 1))
+            layers.append(Block(cin, cout, 2 if stage > 0 and index == 0 else 1, index == 0))
             cin = cout
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     head_bn = nn.BatchNorm1d(output_dim, eps=1e-5, momentum=0.1)
-    head_bn.bias.requires_grad_(False)
-    head = [nn.Linear(cin, cin), nn.BatchNorm1d(cin, eps=1e-5, momentum=0.1), nn.ReLU(),
+    head_bn.bias = None  # batch norm without offset, as the head's last layer
+    head = [nn.Linear(cin, cin, bias=False), nn.BatchNorm1d(cin, eps=1e-5, momentum=0.1), nn.ReLU(),
             nn.Linear(cin, output_dim, bias=False), head_bn]
     return nn.Sequential(*layers, *head)
 
