@@ -48,7 +48,7 @@ def main():
     spec = load_spec(args.spec, overrides)
     out = args.out or tempfile.mkdtemp(prefix="cifar10-bench-")
     start = time.perf_counter()
-    results = train(spec, out_dir=pathlib.Path(out) / "run", log=print)
+    results = train(spec, out=pathlib.Path(out) / "run", log=print).results
     results["wall_seconds_total"] = round(time.perf_counter() - start, 1)
     results["pretraining_seconds"] = results.pop("seconds")
     results["device"] = _device()

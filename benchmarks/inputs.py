@@ -46,27 +46,24 @@ def _timer():
 def measure(mode, dataset, args):
     import keras
 
-    from contrastive.inputs import fit_input, load_training_set
     from contrastive.model import SimCLR
     from contrastive.registry import build
+    from contrastive.training.inputs import training_input
 
     keras.utils.set_random_seed(0)
-    _, train = load_training_set(dataset, mode)
+    data_input = training_input(dataset, mode, args.batch_size, 0, args.steps)
     epochs = 1 + args.epochs
-    data, resident = fit_input(mode, train, args.batch_size, 0, args.steps, 0, epochs,
-                               with_labels=False)
     model = SimCLR(
         build("encoders", {"name": "small_cnn", "widths": [32, 64]}),
         build("heads", {"name": "mlp", "output_dim": 64}),
         build("augmenters", {"name": "simclr", "preset": "cifar10"}, context={"seed": 0}),
         build("losses", {"name": "nt_xent", "temperature": 0.5}),
-        resident=resident,
+        input_layer=data_input.input_layer(),
     )
     model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
     timer = _timer()
-    callbacks = [timer] + ([data.follow()] if hasattr(data, "follow") else [])
-    model.fit(data, epochs=epochs, steps_per_epoch=args.steps if mode == "stream" else None,
-              shuffle=False, verbose=0, callbacks=callbacks)
+    model.fit(**data_input.fit_arguments(0, epochs), epochs=epochs, shuffle=False, verbose=0,
+              callbacks=[timer, *data_input.callbacks()])
     seconds = sum(timer.seconds[1:])
     return args.epochs * args.steps * args.batch_size / seconds
 

@@ -75,15 +75,15 @@ def measure(spec, batch_size, steps, jit_compile):
     from contrastive.registry import build
     from contrastive.training import build_optimizer
 
-    keras.utils.set_random_seed(spec["seed"])
-    keras.config.set_dtype_policy(spec["train"]["precision"])
-    size = spec["data"].get("size", 32) if isinstance(spec["data"], dict) else 32
+    keras.utils.set_random_seed(spec.seed)
+    keras.config.set_dtype_policy(spec.train.precision)
+    size = spec.data.get("size", 32)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(batch_size * steps, size, size, 3), dtype=np.uint8)
 
-    augmenter = build("augmenters", spec["augment"], "augment", {"seed": spec["seed"]})
-    model = SimCLR(build("encoders", spec["encoder"], "encoder"), build("heads", spec["head"], "head"),
-                   augmenter, build("losses", spec["loss"], "loss"))
+    augmenter = build("augmenters", spec.augment, "augment", {"seed": spec.seed})
+    model = SimCLR(build("encoders", spec.encoder, "encoder"), build("heads", spec.head, "head"),
+                   augmenter, build("losses", spec.loss, "loss"))
     optimizer, _ = build_optimizer(spec, steps)
     model.compile(optimizer=optimizer, jit_compile=jit_compile)
     timer = _timer()
@@ -91,7 +91,7 @@ def measure(spec, batch_size, steps, jit_compile):
     full = batch_size * steps / timer.seconds[-1]
 
     views = rng.random((2 * batch_size * steps, size, size, 3), dtype=np.float32)
-    floor = _floor_model(build("encoders", spec["encoder"], "encoder"), build("heads", spec["head"], "head"))
+    floor = _floor_model(build("encoders", spec.encoder, "encoder"), build("heads", spec.head, "head"))
     floor.compile(optimizer=keras.optimizers.SGD(0.01), jit_compile=jit_compile)
     timer = _timer()
     floor.fit(views, epochs=2, batch_size=2 * batch_size, shuffle=False, verbose=0, callbacks=[timer])
@@ -99,7 +99,7 @@ def measure(spec, batch_size, steps, jit_compile):
     return {
         "backend": keras.backend.backend(),
         "device": _device(),
-        "precision": spec["train"]["precision"],
+        "precision": spec.train.precision,
         "batch_size": batch_size,
         "image_size": size,
         "steps": steps,

@@ -91,58 +91,51 @@ def choose_preset(data):
     return preset if preset in PAPER_DEFAULTS else "imagenet"
 
 
-def steps_per_epoch(data):
+def steps_per_epoch(spec):
     """`train.steps_per_epoch`, or the training images // batch size."""
-    train = data["train"]
-    if train.get("steps_per_epoch"):
-        return int(train["steps_per_epoch"])
+    train = spec.train
+    if train.steps_per_epoch:
+        return int(train.steps_per_epoch)
     try:
-        dataset = build("datasets", data["data"], "data")
-        count = len(dataset.load("train").images)
+        count = len(build("datasets", spec.data, "data").load("train"))
     except ContrastiveError as exc:
         raise SpecError(
             f"cannot count the training images ({exc}); set train.steps_per_epoch",
             "train.steps_per_epoch",
         ) from None
-    steps = count // train["batch_size"]
+    steps = count // train.batch_size
     if steps < 1:
         raise SpecError(
-            f"expected at most the {count} training images, received {train['batch_size']}",
+            f"expected at most the {count} training images, received {train.batch_size}",
             "train.batch_size",
         )
     return steps
 
 
-def resolve_schedule(data, steps=None):
-    """The schedule the trainer will build, described as a dict."""
-    train = data["train"]
-    steps = steps_per_epoch(data) if steps is None else steps
-    total = steps * train["epochs"]
-    base = data["optimizer"].get("learning_rate")
-    if data.get("schedule") is None:
+def resolve_schedule(spec, steps=None):
+    """The schedule the trainer will build (`contrastive.training.build`),
+    described as a dict."""
+    from contrastive.training.build import build_schedule, schedule_context
+
+    steps = steps_per_epoch(spec) if steps is None else steps
+    context = schedule_context(spec, steps)
+    schedule = build_schedule(spec, steps)
+    if schedule is None:
         return {
             "name": None,
-            "base_learning_rate": base,
+            "base_learning_rate": context["base_learning_rate"],
             "scaling": "none",
-            "batch_size": train["batch_size"],
-            "peak_learning_rate": base,
+            "batch_size": context["batch_size"],
+            "peak_learning_rate": context["base_learning_rate"],
             "warmup_steps": 0,
-            "total_steps": total,
+            "total_steps": context["total_steps"],
             "steps_per_epoch": steps,
         }
-    context = {
-        "base_learning_rate": base,
-        "steps_per_epoch": steps,
-        "total_steps": total,
-        "batch_size": train["batch_size"],
-    }
-    schedule = build("schedules", data["schedule"], "schedule", context)
-    if hasattr(schedule, "describe"):
-        result = dict(schedule.describe())
-    else:
-        result = {"name": data["schedule"]["name"]}
-    result.setdefault("peak_learning_rate", getattr(schedule, "peak_learning_rate", base))
-    result.setdefault("total_steps", total)
+    result = dict(schedule.describe()) if hasattr(schedule, "describe") else {
+        "name": spec.schedule["name"]}
+    result.setdefault("peak_learning_rate",
+                      getattr(schedule, "peak_learning_rate", context["base_learning_rate"]))
+    result.setdefault("total_steps", context["total_steps"])
     result.setdefault("steps_per_epoch", steps)
     return result
 
@@ -200,16 +193,19 @@ def departures(data, preset):
 
 
 def explain(spec):
-    """Resolves the schedule of `spec` (a `Spec` or resolved mapping) and
-    lists its departures from the paper.
+    """Resolves the schedule of `spec` (a `Spec`, or anything `load_spec`
+    takes) and lists its departures from the paper.
 
     Raises:
         SpecError: the steps per epoch cannot be computed, or a component
             rejects its arguments.
     """
-    data = spec.data if hasattr(spec, "data") else spec
+    from contrastive.spec import load_spec
+
+    spec = load_spec(spec)
+    data = spec.as_dict()
     preset = choose_preset(data)
-    return Explanation(preset, resolve_schedule(data), departures(data, preset))
+    return Explanation(preset, resolve_schedule(spec), departures(data, preset))
 
 
 def _fmt(value):

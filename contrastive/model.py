@@ -29,24 +29,31 @@ class SimCLR(keras.Model):
         loss: a contrastive loss called as `loss(z_a, z_b)`.
         num_classes: when set, an online linear probe (as in the official
             code) learns to classify `stop_gradient(h)` of both views from
-            the labels given to `fit`; its cross-entropy is added to the
-            loss (it trains the probe only) and `probe_accuracy` is logged.
+            the labels given to `fit` as `y`; its cross-entropy is added to
+            the loss (it trains the probe only) and `probe_accuracy` is
+            logged.
+        input_layer: a layer applied first to what `fit` gives, returning
+            the images; None takes `x` as the images. The `device` training
+            input uses it to gather each batch from images held on the
+            device by index (`contrastive.training.inputs.ResidentImages`).
+            It is data plumbing, not part of the model: it is left out of
+            the config.
 
     Call arguments:
-        images: uint8 (0..255) or float (0..1) images, NHWC.
+        x: uint8 (0..255) or float (0..1) images, NHWC, or what
+            `input_layer` takes.
         training: make views and update batch-norm statistics.
 
     Returns:
-        `{"h": h, "z": z}` (and `"probe": logits` with a probe, and
-        `"labels"` of the N images gathered from `resident`); in training
+        `{"h": h, "z": z}` (and `"probe": logits` with a probe); in training
         h, z and the logits have 2N rows: the first views of the N images,
         then their second views.
     """
 
     def __init__(self, encoder, head, augmenter=None, loss=None, num_classes=None,
-                 resident=None, **kwargs):
+                 input_layer=None, **kwargs):
         super().__init__(**kwargs)
-        self.resident = resident
+        self.input_layer = input_layer
         self.encoder = encoder
         self.head = head
         self.augmenter = augmenter
@@ -63,10 +70,8 @@ class SimCLR(keras.Model):
             for name in getattr(loss, "metric_names", ())
         }
 
-    def call(self, images, training=False):
-        labels = None
-        if self.resident is not None and len(images.shape) == 1:
-            images, labels = self.resident(images)
+    def call(self, x, training=False):
+        images = x if self.input_layer is None else self.input_layer(x)
         x = to_unit_float(images)
         if training:
             if self.augmenter is not None:
@@ -80,8 +85,6 @@ class SimCLR(keras.Model):
         outputs = {"h": h, "z": z}
         if self.probe is not None:
             outputs["probe"] = self.probe(ops.stop_gradient(ops.cast(h, "float32")))
-            if labels is not None:
-                outputs["labels"] = labels
         return outputs
 
     def represent(self, images):
@@ -97,8 +100,6 @@ class SimCLR(keras.Model):
             values = self.contrastive_loss.metrics_from(z_a, z_b)
             for name, tracker in self.loss_metrics.items():
                 tracker.update_state(values[name])
-        if y is None:
-            y = y_pred.get("labels")
         if self.probe is not None and y is not None:
             labels = ops.concatenate([y, y], axis=0)
             logits = y_pred["probe"]

@@ -27,28 +27,11 @@ import inspect
 import traceback
 import typing
 
-from contrastive import plugins
-from contrastive.errors import ComponentError, RegistryError, SpecError
+from contrastive import kinds, plugins
+from contrastive.errors import RegistryError, SpecError
 from contrastive.typecheck import TypeMismatch, check_value, describe, inspect_empty
 
-KINDS = (
-    "augmenters",
-    "encoders",
-    "heads",
-    "losses",
-    "optimizers",
-    "schedules",
-    "datasets",
-)
-SINGULAR = {
-    "augmenters": "augmenter",
-    "encoders": "encoder",
-    "heads": "head",
-    "losses": "loss",
-    "optimizers": "optimizer",
-    "schedules": "schedule",
-    "datasets": "dataset",
-}
+KINDS = kinds.NAMES
 BUILT_IN = "built-in"
 # Keras' own bookkeeping arguments, never set from a spec.
 ALWAYS_HIDDEN = ("name", "dtype", "reduction", "trainable", "autocast")
@@ -101,14 +84,14 @@ class Registry:
     """The components of one kind.
 
     Args:
-        kind: one of `KINDS`; also names the built-in package
-            (`contrastive.<kind>`) and the entry-point group
+        kind: one of `KINDS` (see `contrastive.kinds`); also names the
+            built-in package (`contrastive.<kind>`) and the entry-point group
             (`contrastive.<kind>`).
     """
 
     def __init__(self, kind):
         self.kind = kind
-        self.singular = SINGULAR.get(kind, kind)
+        self.singular = kinds.get(kind).singular
         self._entries = {}
         self._plugins = None
         self._builtins_loaded = False
@@ -388,15 +371,7 @@ def get_registry(kind):
     Raises:
         ComponentError: `kind` is not one of `KINDS`.
     """
-    try:
-        return REGISTRIES[kind]
-    except KeyError:
-        close = difflib.get_close_matches(str(kind), KINDS, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ComponentError(
-            f"expected a kind of component ({', '.join(KINDS)}), "
-            f"received '{kind}'{hint}"
-        ) from None
+    return REGISTRIES[kinds.get(kind).name]
 
 
 def register(kind, name, obj=None, **kwargs):

@@ -18,6 +18,7 @@ from typing import Literal
 
 import yaml
 
+from contrastive import kinds
 from contrastive.errors import SpecError
 from contrastive.registry import get_registry
 from contrastive.typecheck import (
@@ -28,23 +29,6 @@ from contrastive.typecheck import (
     check_value,
     received,
 )
-
-# Section name -> registry kind, for the component sections.
-COMPONENT_SECTIONS = {
-    "data": "datasets",
-    "augment": "augmenters",
-    "encoder": "encoders",
-    "head": "heads",
-    "loss": "losses",
-    "optimizer": "optimizers",
-    "schedule": "schedules",
-}
-# Arguments contrastive supplies at build time, per section.
-CONTEXT = {
-    "augment": ("seed",),
-    "schedule": ("base_learning_rate", "steps_per_epoch", "total_steps", "batch_size"),
-}
-
 
 class SpecLoader(yaml.SafeLoader):
     """PyYAML's safe loader, reading `1e-4` as a number as YAML 1.2 does
@@ -203,27 +187,60 @@ DEFAULTS = {
     "schedule": None,
 }
 REQUIRED = ("data", "encoder")
-TOP_LEVEL = ("seed", *COMPONENT_SECTIONS, *SECTIONS)
+TOP_LEVEL = ("seed", *kinds.sections(), *SECTIONS)
 
 
-@dataclasses.dataclass
 class Spec:
-    """A validated spec.
+    """A validated spec, every section present and defaults filled in.
+
+    Component sections (`data`, `augment`, `encoder`, `head`, `loss`,
+    `optimizer`, `schedule`) are mappings `{name: ..., <arguments>}` (or
+    None where the spec turned the component off); the fixed sections are
+    the typed dataclasses of this module.
 
     Attributes:
-        data: the resolved mapping: every section present, defaults filled
-            in, values typed.
         file: the file it was read from (or `"<spec>"`).
+        seed: the run's seed.
+        train: `TrainSection`.
+        distribute: `DistributeSection`.
+        eval: `EvalSection`.
+        output: `OutputSection`.
     """
 
-    data: dict
-    file: str = "<spec>"
+    def __init__(self, mapping, file="<spec>"):
+        self._mapping = mapping
+        self.file = file
+        self.seed = mapping["seed"]
+        for section in kinds.sections():
+            setattr(self, section, mapping.get(section))
+        for section, schema in SECTIONS.items():
+            setattr(self, section, _typed(schema, mapping[section]))
 
     def __getitem__(self, key):
-        return self.data[key]
+        """The resolved mapping of section `key` (plain dicts and lists)."""
+        return self._mapping[key]
+
+    def as_dict(self):
+        """The resolved spec as a plain mapping (a copy)."""
+        return copy.deepcopy(self._mapping)
 
     def to_yaml(self):
-        return yaml.safe_dump(self.data, sort_keys=False)
+        return yaml.safe_dump(self._mapping, sort_keys=False)
+
+    def __repr__(self):
+        return f"Spec(file={self.file!r})"
+
+
+def _typed(schema, mapping):
+    """The dataclass `schema` filled from a resolved section mapping."""
+    hints = typing.get_type_hints(schema)
+    values = {}
+    for field in dataclasses.fields(schema):
+        value = mapping.get(field.name)
+        if dataclasses.is_dataclass(hints[field.name]) and isinstance(value, dict):
+            value = _typed(hints[field.name], value)
+        values[field.name] = value
+    return schema(**values)
 
 
 def read_file(path):
@@ -320,11 +337,13 @@ def apply_overrides(data, overrides):
     return paths
 
 
-def load_spec(path, overrides=()):
-    """Reads, overrides and validates a spec file.
+def load_spec(source, overrides=()):
+    """Reads, overrides and validates a spec.
 
     Args:
-        path: a `.yaml`, `.yml`, `.toml` or `.json` file.
+        source: a `.yaml`, `.yml`, `.toml` or `.json` file, a mapping of
+            sections, or a `Spec` (returned as it is, or resolved again with
+            `overrides`).
         overrides: `KEY.PATH=VALUE` strings, as given to `--set`.
 
     Returns:
@@ -333,8 +352,13 @@ def load_spec(path, overrides=()):
     Raises:
         SpecError: naming the file (or `--set`), the key path and the problem.
     """
-    data = read_file(path)
-    return resolve(data, overrides, file=str(path))
+    if isinstance(source, Spec):
+        if not overrides:
+            return source
+        return resolve(source.as_dict(), overrides, file=source.file)
+    if isinstance(source, dict):
+        return resolve(source, overrides)
+    return resolve(read_file(source), overrides, file=str(source))
 
 
 def resolve(data, overrides=(), file="<spec>"):
@@ -363,12 +387,12 @@ def _resolve(data):
         resolved["seed"] = check_value(data.get("seed", DEFAULTS["seed"]), int)
     except TypeMismatch as exc:
         raise SpecError(str(exc), "seed") from None
-    for section, kind in COMPONENT_SECTIONS.items():
-        value = data.get(section, DEFAULTS.get(section))
+    for kind in kinds.ALL:
+        value = data.get(kind.section, DEFAULTS.get(kind.section))
         if value is None:
-            resolved[section] = None
+            resolved[kind.section] = None
             continue
-        resolved[section] = resolve_component(kind, value, section, CONTEXT.get(section, ()))
+        resolved[kind.section] = resolve_component(kind.name, value, kind.section, kind.context)
     for section, schema in SECTIONS.items():
         resolved[section] = resolve_section(schema, data.get(section), section)
     eval_data = resolved["eval"].get("data")

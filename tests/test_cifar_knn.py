@@ -37,12 +37,12 @@ def test_pretraining_improves_knn_over_random_initialisation(tmp_path):
     held_out = test.take(np.concatenate([np.flatnonzero(test.labels == c)[:100] for c in range(10)]))
 
     def knn(encoder):
-        return knn_accuracy(encode(encoder, parts.train.images), parts.train.labels,
+        return knn_accuracy(encode(encoder, parts.input.data.images), parts.input.labels,
                             encode(encoder, held_out.images), held_out.labels, k=20)
 
     # `train` builds its parts from the same seed, so its encoder starts from
     # the weights measured here.
     before = knn(parts.encoder)
-    train(spec, out_dir=tmp_path / "run", log=lambda line: None)
+    train(spec, out=tmp_path / "run", log=lambda line: None)
     after = knn(keras.saving.load_model(tmp_path / "run" / "encoder.keras"))
     assert after >= before + MARGIN, (before, after)

@@ -33,7 +33,7 @@ def run_dir(tmp_path_factory):
     np.savez(root / "tiny_test.npz", images=images[:12], labels=labels[:12])
     spec = tiny_spec(root / "tiny.npz", output={"tensorboard": False, "plot": False},
                      eval={"knn": {"enabled": False}, "linear": {"enabled": False}})
-    train(resolve(spec), out_dir=root / "run", log=lambda line: None)
+    train(resolve(spec), out=root / "run", log=lambda line: None)
     return root / "run"
 
 

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from contrastive import inputs, training
-from contrastive.batches import epoch_order
+from contrastive import training
+from contrastive.datasets.decode import file_batches
 from contrastive.datasets.image_folder import ImageFolder
 from contrastive.errors import DataError, SpecError
 from contrastive.spec import load_spec
-from contrastive.streaming import file_batches
+from contrastive.training import inputs
+from contrastive.training.inputs import epoch_order
 from tests.helpers import tiny_spec
 
 pytest.importorskip("tensorflow")
@@ -48,7 +49,7 @@ def folder_spec(tmp_path, root, mode, optimizer=None, **train):
 
 def final_weights(tmp_path, root, mode):
     spec = folder_spec(tmp_path, root, mode, optimizer={"name": "sgd", "learning_rate": 0.002})
-    results = training.train(spec, out_dir=tmp_path / f"run-{mode}", log=lambda line: None)
+    results = training.train(spec, out=tmp_path / f"run-{mode}", log=lambda line: None).results
     state = json.loads((tmp_path / f"run-{mode}" / "checkpoint.json").read_text())
     return results, tmp_path / f"run-{mode}" / state["weights"]
 
@@ -75,16 +76,15 @@ def test_epoch_order_is_a_sorted_permutation_per_batch():
 
 
 def test_stream_yields_the_batches_memory_would(png_folder):
-    from contrastive.batches import ShuffledBatches
-    from contrastive.streaming import training_stream
+    from contrastive.training.inputs import ShuffledBatches, StreamInput
 
     folder = ImageFolder(str(png_folder), size=16)
     arrays, files = folder.load(), folder.files()
     assert np.array_equal(arrays.labels, files.labels)
-    memory = ShuffledBatches(arrays.images, 12, seed=5, steps_per_epoch=3, first_epoch=1,
-                             labels=arrays.labels)
-    streamed = list(training_stream(files, 12, seed=5, steps_per_epoch=3, first_epoch=1,
-                                    epochs=3, with_labels=True).as_numpy_iterator())
+    memory = ShuffledBatches((arrays.images, arrays.labels), 12, seed=5, steps_per_epoch=3,
+                             first_epoch=1)
+    stream = StreamInput(files, 12, seed=5, steps_per_epoch=3, with_labels=True)
+    streamed = list(stream.dataset(first_epoch=1, epochs=3).as_numpy_iterator())
     assert len(streamed) == 6
     for step, (images, labels) in enumerate(streamed):
         memory.follow().on_epoch_begin(1 + step // 3)
@@ -125,18 +125,18 @@ def test_the_three_inputs_train_to_the_same_weights(tmp_path, png_folder):
 
 def test_device_input_feeds_the_probe(tmp_path, png_folder):
     spec = folder_spec(tmp_path, png_folder, "device")
-    training.train(spec, out_dir=tmp_path / "probe", log=lambda line: None)
+    training.train(spec, out=tmp_path / "probe", log=lambda line: None)
     header = (tmp_path / "probe" / "metrics.csv").read_text().splitlines()[0]
     assert "probe_accuracy" in header.split(",")
 
 
 def test_auto_holds_small_sets_on_the_device(png_folder, monkeypatch):
     folder = ImageFolder(str(png_folder), size=16)
-    assert inputs.load_training_set(folder, "auto")[0] == "device"
+    assert inputs.load_split(folder, "auto")[0] == "device"
     monkeypatch.setattr(inputs, "DEVICE_BYTES", 10)
-    assert inputs.load_training_set(folder, "auto")[0] == "memory"
+    assert inputs.load_split(folder, "auto")[0] == "memory"
     monkeypatch.setattr(inputs, "host_memory_bytes", lambda: 100)
-    mode, data = inputs.load_training_set(folder, "auto")
+    mode, data = inputs.load_split(folder, "auto")
     assert mode == "stream" and len(data) == 36
 
 
@@ -145,7 +145,7 @@ def test_stream_needs_a_dataset_of_files(tmp_path, tiny_arrays):
 
     dataset = ArrayFiles(str(tiny_arrays))
     with pytest.raises(SpecError, match="train.input: expected a dataset read from image files"):
-        inputs.load_training_set(dataset, "stream")
+        inputs.load_split(dataset, "stream")
 
 
 def test_stream_reports_unreadable_files_before_training(tmp_path, png_folder):
@@ -184,21 +184,21 @@ class Interrupted(Exception):
 
 @pytest.mark.parametrize("mode", ["device", "stream"])
 def test_an_interrupted_run_resumes_exactly(tmp_path, png_folder, monkeypatch, mode):
-    from contrastive.callbacks import StopOnNonFinite
+    from contrastive.training.callbacks import StopOnNonFinite
 
     def crash_after_epoch_two(self, epoch, logs=None):
         if epoch == 1:  # before the epoch's checkpoint: the last one is epoch 1's
             raise Interrupted
 
     straight = training.train(folder_spec(tmp_path, png_folder, mode, epochs=3),
-                              out_dir=tmp_path / "straight", log=lambda line: None)
+                              out=tmp_path / "straight", log=lambda line: None).results
     with monkeypatch.context() as patch:
         patch.setattr(StopOnNonFinite, "on_epoch_end", crash_after_epoch_two, raising=False)
         with pytest.raises(Interrupted):
             training.train(folder_spec(tmp_path, png_folder, mode, epochs=3),
-                           out_dir=tmp_path / "stopped", log=lambda line: None)
+                           out=tmp_path / "stopped", log=lambda line: None)
     assert json.loads((tmp_path / "stopped" / "checkpoint.json").read_text())["epoch"] == 1
-    resumed = training.resume(tmp_path / "stopped", log=lambda line: None)
+    resumed = training.resume(tmp_path / "stopped", log=lambda line: None).results
     assert resumed["epochs"] == straight["epochs"] == 3
     ours, theirs = (read_weights(tmp_path / run / json.loads(
         (tmp_path / run / "checkpoint.json").read_text())["weights"]) for run in ("stopped", "straight"))
@@ -220,7 +220,7 @@ def test_a_streamed_run_is_evaluated_from_the_files(tmp_path, png_folder, capsys
     data["eval"] = {"knn": {"k": 5}, "linear": {"epochs": 2}}
     file = tmp_path / "stream.json"
     file.write_text(json.dumps(data))
-    results = training.train(load_spec(file), out_dir=tmp_path / "run", log=lambda line: None)
+    results = training.train(load_spec(file), out=tmp_path / "run", log=lambda line: None).results
     assert 0 <= results["eval"]["knn_accuracy"] <= 1
     encoder = keras.saving.load_model(tmp_path / "run" / "encoder.keras")
     folder = ImageFolder(str(png_folder), size=16)

@@ -61,10 +61,10 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tiny_arrays, tmp_path):
     assert 2 <= stopped_at < epochs, stopped_at
     assert not (killed / "encoder.keras").exists()
 
-    results = resume(killed, log=lambda line: None)
+    results = resume(killed, log=lambda line: None).results
     assert results["epochs"] == epochs
     straight = tmp_path / "straight"
-    train(resolve(data, file=str(file)), out_dir=straight, log=lambda line: None)
+    train(resolve(data, file=str(file)), out=straight, log=lambda line: None)
     for resumed, uninterrupted in zip(_weights(killed), _weights(straight), strict=True):
         np.testing.assert_allclose(resumed, uninterrupted, rtol=1e-5, atol=1e-6)
     rows = (killed / "metrics.csv").read_text().strip().splitlines()
@@ -104,7 +104,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
         output=QUIET_OUTPUT, eval=NO_EVAL)
     run = tmp_path / "run"
     with pytest.raises(FloatingPointError) as info:
-        train(resolve(data), out_dir=run, log=lambda line: None)
+        train(resolve(data), out=run, log=lambda line: None)
     message = str(info.value)
     assert "the loss became nan in epoch 3" in message
     assert str(run / "checkpoints" / "epoch-0002.weights.h5") in message

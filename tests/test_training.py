@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import yaml
 
-from contrastive.batches import ShuffledBatches
 from contrastive.spec import resolve
 from contrastive.training import train
+from contrastive.training.inputs import ShuffledBatches
 from contrastive_cli.main import main
 
 from helpers import tiny_spec
@@ -17,12 +17,12 @@ from helpers import tiny_spec
 
 def test_train_writes_a_run_directory(tiny_arrays, tmp_path, backend):
     spec = resolve(tiny_spec(tiny_arrays, train={"batch_size": 16, "epochs": 2, "verbose": 0}))
-    results = train(spec, out_dir=tmp_path / "run", log=lambda line: None)
+    results = train(spec, out=tmp_path / "run", log=lambda line: None).results
     run = tmp_path / "run"
     assert results["backend"] == backend
     assert results["epochs"] == 2 and results["steps"] == 2 * (48 // 16)
     assert np.isfinite(results["final_loss"])
-    assert yaml.safe_load((run / "spec.yaml").read_text()) == spec.data
+    assert yaml.safe_load((run / "spec.yaml").read_text()) == spec.as_dict()
     assert json.loads((run / "results.json").read_text())["eval"].keys() == {
         "knn_accuracy", "linear_accuracy"}
     rows = (run / "metrics.csv").read_text().strip().splitlines()
@@ -37,7 +37,7 @@ def test_training_changes_the_encoder_and_lowers_the_loss(tiny_arrays, tmp_path)
     spec = resolve(tiny_spec(
         tiny_arrays, train={"batch_size": 16, "epochs": 4, "verbose": 0},
         eval={"knn": {"enabled": False}, "linear": {"enabled": False}}))
-    train(spec, out_dir=tmp_path / "run", log=lambda line: None)
+    train(spec, out=tmp_path / "run", log=lambda line: None)
     rows = (tmp_path / "run" / "metrics.csv").read_text().strip().splitlines()
     column = rows[0].split(",").index("loss")
     losses = [float(row.split(",")[column]) for row in rows[1:]]
@@ -66,12 +66,12 @@ def test_batch_larger_than_the_data_is_a_spec_error(tiny_arrays, tmp_path, capsy
 
 def test_batches_are_full_shuffled_and_reproducible():
     images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
-    first = ShuffledBatches(images, 4, seed=3)
+    first = ShuffledBatches((images,), 4, seed=3, steps_per_epoch=2)
     assert len(first) == 2
     epoch0 = np.concatenate([first[i][0].ravel() for i in range(2)])
     assert len(set(epoch0)) == 8
     first.follow().on_epoch_begin(1)
     epoch1 = np.concatenate([first[i][0].ravel() for i in range(2)])
     assert not np.array_equal(epoch0, epoch1)
-    again = ShuffledBatches(images, 4, seed=3, first_epoch=1)
+    again = ShuffledBatches((images,), 4, seed=3, steps_per_epoch=2, first_epoch=1)
     assert np.array_equal(np.concatenate([again[i][0].ravel() for i in range(2)]), epoch1)

@@ -18,16 +18,18 @@ def command(run_dir, data, split, out, labels_out):
 
     from contrastive.errors import SpecError
     from contrastive.evaluation import features_of
-    from contrastive.inputs import load_training_set
-    from contrastive.evaluation.runs import load_run
     from contrastive.registry import build
+    from contrastive.run import Run
+    from contrastive.training.inputs import load_split
     from contrastive_cli.commands.eval import _mapping
 
-    spec, encoder = load_run(run_dir)
-    dataset = build("datasets", _mapping(data) or spec["data"], "--data")
+    run = Run(run_dir)
+    spec = run.spec
+    encoder = run.encoder()
+    dataset = build("datasets", _mapping(data) or spec.data, "--data")
     if split not in dataset.splits:
         raise SpecError(f"expected one of {', '.join(dataset.splits)}, received '{split}'", "--split")
-    arrays = load_training_set(dataset, spec["train"]["input"], split)[1]
+    arrays = load_split(dataset, spec.train.input, split)[1]
     features = features_of(encoder, arrays)
     np.save(out, features)
     if labels_out and arrays.labels is not None:

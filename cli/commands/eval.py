@@ -23,40 +23,27 @@ def command():
 @command.command("knn")
 @run_option
 @data_option
-@click.option("--k", default=200, show_default=True, type=click.IntRange(min=1))
-@click.option("--temperature", default=0.1, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--k", default=None, type=click.IntRange(min=1),
+              help="Neighbours [default: the run's eval.knn.k].")
+@click.option("--temperature", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="Vote temperature [default: the run's eval.knn.temperature].")
 @json_option
 def knn(run_dir, data, k, temperature, as_json):
     """Weighted kNN on frozen h (cosine similarity)."""
-    from contrastive.evaluation import features_of, knn_accuracy
-    from contrastive.evaluation.runs import load_data, load_run
-
-    spec, encoder = load_run(run_dir)
-    train, test = load_data(spec, _mapping(data))
-    accuracy = knn_accuracy(features_of(encoder, train), train.labels,
-                            features_of(encoder, test), test.labels, k=k, temperature=temperature)
-    _report({"protocol": "knn", "k": k, "temperature": temperature, "train": len(train),
-             "test": len(test), "accuracy": accuracy}, as_json)
+    _evaluate(run_dir, "knn", data, as_json, k=k, temperature=temperature)
 
 
 @command.command("linear")
 @run_option
 @data_option
-@click.option("--epochs", default=100, show_default=True, type=click.IntRange(min=1))
-@click.option("--learning-rate", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--epochs", default=None, type=click.IntRange(min=1),
+              help="Passes over the features [default: the run's eval.linear.epochs].")
+@click.option("--learning-rate", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="Adam's learning rate [default: the run's eval.linear.learning_rate].")
 @json_option
 def linear(run_dir, data, epochs, learning_rate, as_json):
     """Linear classifier on frozen h, the features computed once."""
-    from contrastive.evaluation import features_of, linear_accuracy
-    from contrastive.evaluation.runs import load_data, load_run
-
-    spec, encoder = load_run(run_dir)
-    train, test = load_data(spec, _mapping(data))
-    accuracy = linear_accuracy(features_of(encoder, train), train.labels,
-                               features_of(encoder, test), test.labels,
-                               epochs=epochs, learning_rate=learning_rate, seed=spec["seed"])
-    _report({"protocol": "linear", "epochs": epochs, "train": len(train), "test": len(test),
-             "accuracy": accuracy}, as_json)
+    _evaluate(run_dir, "linear", data, as_json, epochs=epochs, learning_rate=learning_rate)
 
 
 @command.command("finetune")
@@ -74,17 +61,14 @@ def linear(run_dir, data, epochs, learning_rate, as_json):
 @json_option
 def finetune(run_dir, data, fraction, epochs, learning_rate, start, augment, as_json):
     """Fine-tune the encoder on a class-balanced labelled subset."""
-    from contrastive.evaluation.finetune import finetune_accuracy
-    from contrastive.evaluation.runs import load_data, load_run
+    _evaluate(run_dir, "finetune", data, as_json, fraction=fraction, epochs=epochs,
+              learning_rate=learning_rate, start=start, augment=augment)
 
-    spec, encoder = load_run(run_dir, start)
-    train, test = load_data(spec, _mapping(data))
-    accuracy, size = finetune_accuracy(encoder, train, test, fraction=fraction, epochs=epochs,
-                                       learning_rate=learning_rate, seed=spec["seed"],
-                                       augment=augment)
-    _report({"protocol": "finetune", "start": start, "fraction": fraction, "labelled": size,
-             "epochs": epochs, "augment": augment,
-             "test": len(test), "accuracy": accuracy}, as_json)
+
+def _evaluate(run_dir, protocol, data, as_json, **options):
+    from contrastive.evaluation import evaluate
+
+    _report(evaluate(run_dir, protocol, data=_mapping(data), **options), as_json)
 
 
 def _mapping(text):

@@ -2,7 +2,7 @@
 
 import click
 
-KINDS = ("losses", "encoders", "heads", "augmenters", "datasets", "optimizers", "schedules")
+from contrastive.kinds import NAMES as KINDS
 
 
 @click.command("new-plugin")

@@ -14,13 +14,12 @@ from contrastive_cli.options import json_option
 @json_option
 def command(kind, name, as_json):
     """Show the arguments (with defaults), docstring and origin of a component."""
+    from contrastive import kinds
     from contrastive.registry import get_registry
-    from contrastive.spec import COMPONENT_SECTIONS, CONTEXT
 
     registry = get_registry(kind)
     entry = registry.entry(name)
-    sections = [s for s, k in COMPONENT_SECTIONS.items() if k == registry.kind]
-    run_time = {arg for s in sections for arg in CONTEXT.get(s, ())}
+    run_time = set(kinds.get(registry.kind).context)
     params = [p for p in registry.parameters(name) if p.name not in run_time]
     doc = inspect.getdoc(entry.obj) or ""
     if as_json:

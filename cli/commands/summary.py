@@ -41,13 +41,13 @@ def summarize(spec):
     from contrastive.registry import build
 
     input_shape, source = image_shape(spec)
-    precision = (spec.data.get("train") or {}).get("precision", "float32")
+    precision = spec.train.precision
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
     try:
         with unallocated():
             encoder = build("encoders", spec["encoder"], "encoder")
-            head = build("heads", spec["head"], "head") if spec.data.get("head") else None
+            head = build("heads", spec.head, "head") if spec.head else None
             encoder.build(input_shape)
             h_shape = tuple(encoder.compute_output_shape(input_shape))
             h_dtype = _output_dtype(encoder, input_shape, encoder.compute_dtype)

@@ -20,32 +20,52 @@ from contrastive_cli.options import json_option, set_option
 @json_option
 def command(spec, overrides, out, resume, as_json):
     """Pretrain SimCLR as SPEC says and evaluate h (kNN, linear) on held-out data."""
-    from contrastive import training
     from contrastive.errors import SpecError
-    from contrastive.spec import load_spec
+    from contrastive.training import resume as resume_run
+    from contrastive.training import train
 
     log = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     if resume:
         if spec or overrides or out:
             raise click.UsageError("--resume DIR takes the spec of DIR: give no SPEC, --set or --out")
         try:
-            results = training.resume(resume, log=log)
+            run = resume_run(resume, log=log)
         except SpecError as exc:
             raise exc.with_file(pathlib.Path(resume) / "spec.yaml") from None
     else:
         if not spec:
             raise click.UsageError("expected SPEC, or --resume DIR")
-        argv = ["train", spec, *(a for o in overrides for a in ("--set", o))]
-        if out:
-            argv += ["--out", out]
-        loaded = load_spec(spec, overrides)
+        loaded = _load(spec, overrides, out)
         try:
-            results = training.train(loaded, out_dir=out, log=log, argv=argv)
+            run = train(loaded, out=out, log=log)
         except SpecError as exc:
             raise exc.with_file(spec) from None
-    if not results.get("chief", True):
+    if not run.chief:
         return
     if as_json:
-        click.echo(json.dumps(results, indent=2))
+        click.echo(json.dumps(run.results, indent=2))
     else:
-        click.echo(f"run written to {results['run_dir']}")
+        click.echo(f"run written to {run.path}")
+
+
+def _load(spec, overrides, out):
+    """The spec; refuses, with the exact torchrun command, a run that needs
+    more processes than this one."""
+    from contrastive.distribute import from_spec
+    from contrastive.errors import SpecError
+    from contrastive.spec import load_spec
+    from contrastive.training import LaunchRequired
+
+    loaded = load_spec(spec, overrides)
+    argv = ["train", spec, *(a for o in overrides for a in ("--set", o))]
+    if out:
+        argv += ["--out", out]
+    try:
+        distribution = from_spec(loaded.distribute)
+    except SpecError as exc:
+        raise exc.with_file(spec) from None
+    command = distribution.launch_command(argv)
+    if command:
+        raise LaunchRequired(f"this run has {distribution.num_replicas} processes; "
+                             f"start it with: {command}")
+    return loaded

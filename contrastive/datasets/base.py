@@ -36,6 +36,16 @@ class Arrays:
         labels = None if self.labels is None else self.labels[indices]
         return Arrays(self.images[indices], labels, self.class_names)
 
+    def batches(self, batch_size=256):
+        """Yields the images in order, as uint8 batches of at most
+        `batch_size`."""
+        for start in range(0, len(self.images), batch_size):
+            yield self.images[start:start + batch_size]
+
+    def in_memory(self):
+        """These `Arrays` (already decoded)."""
+        return self
+
 
 @dataclasses.dataclass
 class Files:
@@ -68,6 +78,19 @@ class Files:
         """Returns the subset at `indices`."""
         labels = None if self.labels is None else self.labels[indices]
         return Files(tuple(self.paths[i] for i in indices), labels, self.size, self.class_names)
+
+    def batches(self, batch_size=256):
+        """Yields the decoded images in order, as uint8 batches of at most
+        `batch_size` (decoded on CPU workers as they are needed)."""
+        from contrastive.datasets.decode import file_batches
+
+        yield from file_batches(self, batch_size)
+
+    def in_memory(self):
+        """The decoded images as `Arrays`."""
+        from contrastive.datasets.decode import decode_all
+
+        return decode_all(self)
 
     @property
     def nbytes(self):

@@ -118,7 +118,7 @@ class ImageFolder(Dataset):
         return Files(tuple(items), labels, self.size, classes, skipped=tuple(bad))
 
     def _unreadable(self, items):
-        from contrastive.streaming import unreadable
+        from contrastive.datasets.decode import unreadable
 
         key = None
         if self.cache:

@@ -3,16 +3,18 @@
 Only `jax_backend.py`, `tensorflow_backend.py` and `torch_backend.py` import
 backend-specific modules, lazily, when `from_spec` picks them.
 
-How a run uses it (see `contrastive.training`):
+How a run uses it (see `contrastive.training.train`):
 
-    dist = from_spec(spec["distribute"])
+    dist = from_spec(spec.distribute)
     with dist.scope():                 # building, compiling and fitting
         parts = build_parts(spec)
-        optimizer, schedule = build_optimizer(spec, steps)
         model = SimCLR(...)
         dist.prepare(model)            # sync batch norm, loss gather
         model.compile(...)
         model.fit(...)
+
+`contrastive.distribute.check` holds the check of one step on N devices
+against one device, one small file per backend.
 """
 
 import contextlib
@@ -74,6 +76,11 @@ class Distribution:
         """Adapts a built-or-unbuilt `SimCLR` model to the strategy (batch
         norm, the loss' gather); call before `compile`. Returns the model."""
         return model
+
+    @property
+    def needs_launch(self):
+        """More processes are wanted than this one has started (torchrun)."""
+        return False
 
     def launch_command(self, argv):
         """The command that starts this run on every device, when the

@@ -17,8 +17,6 @@ import contextlib
 import os
 import warnings
 
-import numpy as np
-
 from contrastive.distribute.base import Distribution
 from contrastive.errors import SpecError
 
@@ -94,100 +92,3 @@ class JaxDistribution(Distribution):
             loss.gather = None
             loss.replica_offset = 0
         return model
-
-
-# The check: one step, loss, gradients and batch-norm statistics ------------
-
-
-def _loss_and_state(model, trainable, non_trainable, images):
-    outputs, non_trainable = model.stateless_call(trainable, non_trainable, images, training=True)
-    z = outputs["z"]
-    n = z.shape[0] // 2
-    return model.contrastive_loss(z[:n], z[n:]), non_trainable
-
-
-def check_step(build_model, images, replicas, sync_batchnorm=True, gather_negatives=True):
-    """One step of the model `build_model()` returns on the global batch
-    `images`: on one device (`replicas` 1), on `replicas` devices with
-    DataParallel (sync on), or per device under `shard_map` (sync off).
-
-    Returns:
-        `{"loss": float, "grads": [arrays], "stats": [arrays]}`: gradients
-        of the trainable variables and the non-trainable variables (batch-norm
-        moving statistics) after the step, in the model's variable order;
-        with per-device batch norm, replica 0's statistics.
-    """
-    import jax
-    import keras
-
-    if replicas == 1:
-        model = build_model()
-        return _step_single(model, images)
-    if sync_batchnorm and gather_negatives:
-        dist = JaxDistribution(devices=replicas)
-        with dist.scope():
-            model = build_model()
-            dist.prepare(model)
-            trainable = [v.value for v in model.trainable_variables]
-            non_trainable = [v.value for v in model.non_trainable_variables]
-            layout = dist.distribution.get_data_layout(images.shape)
-            x = keras.distribution.distribute_tensor(images, layout)
-            assert len(x.sharding.device_set) == replicas, x.sharding
-            grad_fn = jax.jit(jax.value_and_grad(
-                lambda tv, ntv, x: _loss_and_state(model, tv, ntv, x), has_aux=True))
-            (loss, stats), grads = grad_fn(trainable, non_trainable, x)
-        return _numpy(loss, grads, stats)
-    return _step_shard_map(build_model(), images, replicas, sync_batchnorm, gather_negatives)
-
-
-def _step_single(model, images):
-    import jax
-
-    trainable = [v.value for v in model.trainable_variables]
-    non_trainable = [v.value for v in model.non_trainable_variables]
-    grad_fn = jax.jit(jax.value_and_grad(
-        lambda tv, ntv, x: _loss_and_state(model, tv, ntv, x), has_aux=True))
-    (loss, stats), grads = grad_fn(trainable, non_trainable, images)
-    return _numpy(loss, grads, stats)
-
-
-def _step_shard_map(model, images, replicas, sync_batchnorm, gather_negatives):
-    """Each device runs the model on its shard (its own batch-norm
-    statistics unless synchronized), the loss gathers every device's keys
-    with `jax.lax.all_gather` (gradient: `psum_scatter`), and gradients are
-    averaged with `pmean`: what a per-replica data-parallel engine does."""
-    import jax
-    from jax.sharding import Mesh, PartitionSpec as P
-
-    if sync_batchnorm:
-        raise NotImplementedError("synchronized batch norm on jax is the DataParallel path")
-    mesh = Mesh(np.array(jax.devices()[:replicas]), ("batch",))
-    loss_obj = model.contrastive_loss
-    n = images.shape[0] // replicas
-    trainable = [v.value for v in model.trainable_variables]
-    non_trainable = [v.value for v in model.non_trainable_variables]
-
-    def local(tv, ntv, x):
-        if gather_negatives:
-            loss_obj.gather = lambda z: jax.lax.all_gather(z, "batch", axis=0, tiled=True)
-            loss_obj.replica_offset = lambda: jax.lax.axis_index("batch") * n
-        (loss, stats), grads = jax.value_and_grad(
-            lambda t: _loss_and_state(model, t, ntv, x), has_aux=True)(tv)
-        loss_obj.gather, loss_obj.replica_offset = None, 0
-        grads = jax.lax.pmean(grads, "batch")
-        loss = jax.lax.pmean(loss, "batch")
-        return loss, grads, [s[None] for s in stats]
-
-    mapped = jax.shard_map(
-        local, mesh=mesh, in_specs=(P(), P(), P("batch")), out_specs=(P(), P(), P("batch")),
-    )
-    loss, grads, stats = jax.jit(mapped)(trainable, non_trainable, images)
-    return _numpy(loss, grads, [s[0] for s in stats])
-
-
-def _numpy(loss, grads, stats):
-    return {
-        "loss": float(np.asarray(loss)),
-        "grads": [np.asarray(g, dtype=np.float64) for g in grads],
-        "stats": [np.asarray(s, dtype=np.float64) for s in stats],
-    }

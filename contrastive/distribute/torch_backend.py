@@ -14,12 +14,7 @@ all-reduce (with gradient) of the sum, the sum of squares and the count.
 import functools
 import os
 import shlex
-import socket
-import sys
-import tempfile
 import warnings
-
-import numpy as np
 
 from contrastive.distribute.base import Distribution, batch_norm_layers
 
@@ -167,9 +162,6 @@ class TorchDistribution(Distribution):
         return DistributedDataParallel(model, device_ids=device_ids)
 
 
-_WRAPPERS = {}
-
-
 def _ddp_train_step(dist, model, data):
     """Keras' torch `train_step` (keras/src/backend/torch/trainer.py, 3.15)
     with the forward pass through DistributedDataParallel on this process'
@@ -181,9 +173,11 @@ def _ddp_train_step(dist, model, data):
     x, y, sample_weight = data_adapters.data_adapter_utils.unpack_x_y_sample_weight(data)
     x, y, sample_weight = (tree.map_structure(dist.local_slice, v) if v is not None else None
                            for v in (x, y, sample_weight))
-    ddp = _WRAPPERS.get(id(model))
+    ddp = model.__dict__.get("_ddp_module")
     if ddp is None:
-        ddp = _WRAPPERS[id(model)] = dist.wrap(model)
+        # In the instance dict, past the Layer and Module attribute tracking:
+        # the wrapper holds the model, so tracking it would make a cycle.
+        ddp = model.__dict__["_ddp_module"] = dist.wrap(model)
     y_pred = ddp(x, training=True)
     model.zero_grad()
     loss = model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
@@ -198,85 +192,3 @@ def _ddp_train_step(dist, model, data):
     with torch.no_grad():
         model.optimizer.apply([v.value.grad for v in weights], weights)
     return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-
-
-# The check ------------------------------------------------------------------
-
-
-def _forward_loss(module, model, x):
-    outputs = module(x, training=True)
-    z = outputs["z"]
-    n = z.shape[0] // 2
-    return model.contrastive_loss(z[:n], z[n:])
-
-
-def _result(loss, model):
-    return {
-        "loss": float(loss),
-        "grads": [v.value.grad.detach().cpu().numpy().astype(np.float64)
-                  for v in model.trainable_variables],
-        "stats": [np.asarray(v.value.detach().cpu().numpy(), dtype=np.float64)
-                  for v in model.non_trainable_variables],
-    }
-
-
-def _worker(rank, world, port, build_model, images, sync_batchnorm, gather_negatives, out):
-    import torch
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    dist = TorchDistribution(world, sync_batchnorm, gather_negatives)
-    try:
-        model = build_model()
-        dist.prepare(model)
-        ddp = dist.wrap(model)
-        n = images.shape[0] // world
-        x = torch.as_tensor(images[rank * n:(rank + 1) * n])
-        loss = _forward_loss(ddp, model, x)
-        loss.backward()  # DDP averages the gradients
-        total = loss.detach().clone()
-        _dist().all_reduce(total)
-        if rank == 0:
-            result = _result(total / world, model)
-            np.save(out, np.array(result, dtype=object), allow_pickle=True)
-    except BaseException:
-        _dist().destroy_process_group()
-        raise
-    _dist().destroy_process_group()
-    # Leave without the interpreter's teardown: threads of the libraries
-    # loaded beside torch (TensorFlow's, through Keras) can abort it
-    # ("terminate called without an active exception") after the work is done.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def check_step(build_model, images, replicas, sync_batchnorm=True, gather_negatives=True):
-    """One step in this process (`replicas` 1), or in `replicas` gloo
-    processes under DistributedDataParallel; see
-    `contrastive.distribute.check`."""
-    import torch
-    import torch.multiprocessing as mp
-
-    if replicas == 1:
-        model = build_model()
-        loss = _forward_loss(model, model, torch.as_tensor(images))
-        loss.backward()
-        return _result(loss.detach(), model)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "result.npy")
-        mp.spawn(
-            _worker,
-            args=(replicas, _free_port(), build_model, images, sync_batchnorm,
-                  gather_negatives, out),
-            nprocs=replicas,
-            join=True,
-        )
-        return np.load(out, allow_pickle=True).item()

@@ -1,5 +1,6 @@
-"""Evaluation of representations: kNN and linear probes on frozen h."""
+"""Evaluation of representations: kNN, linear probes and fine-tuning of h."""
 
+from contrastive.evaluation.evaluate import PROTOCOLS, evaluate, frozen_features  # noqa: F401
 from contrastive.evaluation.features import encode, features_of  # noqa: F401
 from contrastive.evaluation.knn import knn_accuracy  # noqa: F401
 from contrastive.evaluation.linear import linear_accuracy  # noqa: F401

@@ -21,12 +21,8 @@ def encode(encoder, images, batch_size=256):
 
 
 def features_of(encoder, data, batch_size=256):
-    """Returns h for a dataset split: `Arrays` held in memory, or `Files`
-    decoded batch by batch as they are encoded."""
-    if hasattr(data, "images"):
-        return encode(encoder, data.images, batch_size)
-    from contrastive.streaming import file_batches
-
+    """Returns h for a dataset split (`Arrays`, or `Files` decoded batch by
+    batch as they are encoded)."""
     return np.concatenate(
-        [encode(encoder, batch, batch_size) for batch in file_batches(data, batch_size)], axis=0
+        [encode(encoder, batch, batch_size) for batch in data.batches(batch_size)], axis=0
     )

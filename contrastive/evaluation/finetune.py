@@ -78,17 +78,8 @@ def finetune_accuracy(encoder, train, test, fraction=0.1, epochs=30, learning_ra
         optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
-    subset = train.take(index)
-    if not hasattr(subset, "images"):
-        from contrastive.streaming import decode_all
-
-        subset = decode_all(subset)
+    subset = train.take(index).in_memory()
     x, y = subset.images, subset.labels
     model.fit(x, y, epochs=epochs, batch_size=min(batch_size, len(x)), verbose=0)
-    if hasattr(test, "images"):
-        logits = model.predict(test.images, batch_size=256, verbose=0)
-    else:
-        from contrastive.streaming import file_batches
-
-        logits = np.concatenate([model.predict_on_batch(batch) for batch in file_batches(test)])
+    logits = np.concatenate([model.predict_on_batch(batch) for batch in test.batches(256)])
     return float((logits.argmax(axis=1) == test.labels).mean()), len(index)

@@ -55,11 +55,11 @@ def relative_difference(a, b):
 
 def _backend_step(backend):
     if backend == "jax":
-        from contrastive.distribute.jax_backend import check_step
+        from contrastive.distribute.check.jax_step import check_step
     elif backend == "tensorflow":
-        from contrastive.distribute.tensorflow_backend import check_step
+        from contrastive.distribute.check.tensorflow_step import check_step
     else:
-        from contrastive.distribute.torch_backend import check_step
+        from contrastive.distribute.check.torch_step import check_step
     return check_step
 
 

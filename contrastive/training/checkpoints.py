@@ -1,21 +1,34 @@
-"""Keras callbacks of a pretraining run: checkpoints, non-finite loss."""
+"""Checkpoints of a run: the weights files, the state file that names the
+newest, written atomically, and the callback that writes both."""
 
+import json
 import math
 import os
 import pathlib
 
 import keras
 
-from contrastive.checkpoints import STATE, write_json_atomically
+STATE = "checkpoint.json"
 
 
-class StopOnNonFinite(keras.callbacks.Callback):
-    """Stops training at the first batch whose loss is NaN or infinite."""
+def write_json_atomically(path, data):
+    """Writes JSON to `path` through a temporary file and a rename."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not _finite(loss):
-            self.model.stop_training = True
+
+def read_state(run_dir):
+    """Returns the last checkpoint's state (`epoch`, `weights`) or None."""
+    path = pathlib.Path(run_dir) / STATE
+    if not path.exists():
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
 
 
 class Checkpoint(keras.callbacks.Callback):
@@ -47,7 +60,7 @@ class Checkpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
         loss = (logs or {}).get("loss")
-        if loss is not None and not _finite(loss):
+        if loss is not None and not finite(loss):
             return
         if done % self.every and done != self.epochs:
             return
@@ -79,7 +92,7 @@ def random_states(model):
     return [v for v in model.variables if id(v) not in weights]
 
 
-def _finite(value):
+def finite(value):
     try:
         return math.isfinite(float(value))
     except (TypeError, ValueError):

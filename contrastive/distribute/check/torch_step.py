@@ -1,0 +1,90 @@
+"""The distributed check's step on torch: gloo processes under
+DistributedDataParallel."""
+
+import os
+import socket
+import sys
+import tempfile
+
+import numpy as np
+
+from contrastive.distribute.torch_backend import TorchDistribution, _dist
+
+
+def _forward_loss(module, model, x):
+    outputs = module(x, training=True)
+    z = outputs["z"]
+    n = z.shape[0] // 2
+    return model.contrastive_loss(z[:n], z[n:])
+
+
+def _result(loss, model):
+    return {
+        "loss": float(loss),
+        "grads": [v.value.grad.detach().cpu().numpy().astype(np.float64)
+                  for v in model.trainable_variables],
+        "stats": [np.asarray(v.value.detach().cpu().numpy(), dtype=np.float64)
+                  for v in model.non_trainable_variables],
+    }
+
+
+def _worker(rank, world, port, build_model, images, sync_batchnorm, gather_negatives, out):
+    import torch
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    dist = TorchDistribution(world, sync_batchnorm, gather_negatives)
+    try:
+        model = build_model()
+        dist.prepare(model)
+        ddp = dist.wrap(model)
+        n = images.shape[0] // world
+        x = torch.as_tensor(images[rank * n:(rank + 1) * n])
+        loss = _forward_loss(ddp, model, x)
+        loss.backward()  # DDP averages the gradients
+        total = loss.detach().clone()
+        _dist().all_reduce(total)
+        if rank == 0:
+            result = _result(total / world, model)
+            np.save(out, np.array(result, dtype=object), allow_pickle=True)
+    except BaseException:
+        _dist().destroy_process_group()
+        raise
+    _dist().destroy_process_group()
+    # Leave without the interpreter's teardown: threads of the libraries
+    # loaded beside torch (TensorFlow's, through Keras) can abort it
+    # ("terminate called without an active exception") after the work is done.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_step(build_model, images, replicas, sync_batchnorm=True, gather_negatives=True):
+    """One step in this process (`replicas` 1), or in `replicas` gloo
+    processes under DistributedDataParallel; see
+    `contrastive.distribute.check`."""
+    import torch
+    import torch.multiprocessing as mp
+
+    if replicas == 1:
+        model = build_model()
+        loss = _forward_loss(model, model, torch.as_tensor(images))
+        loss.backward()
+        return _result(loss.detach(), model)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "result.npy")
+        mp.spawn(
+            _worker,
+            args=(replicas, _free_port(), build_model, images, sync_batchnorm,
+                  gather_negatives, out),
+            nprocs=replicas,
+            join=True,
+        )
+        return np.load(out, allow_pickle=True).item()

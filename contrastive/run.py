@@ -1,0 +1,99 @@
+"""A run directory as a user reads it: spec, metrics, results, encoder."""
+
+import csv
+import json
+import pathlib
+
+from contrastive.errors import SpecError
+
+ENCODERS = {"h": "encoder.keras", "head1": "encoder_head1.keras"}
+
+
+class Run:
+    """A pretraining run's directory, read lazily.
+
+    Example:
+
+    ```python
+    run = contrastive.Run("runs/digits")
+    run.results["eval"]["knn_accuracy"]
+    run.metrics[-1]["loss"]
+    encoder = run.encoder()          # float32 images in [0, 1] -> h
+    ```
+
+    Attributes:
+        path: the directory.
+        chief: whether the process that trained it wrote it (False on the
+            other processes of a multi-process run, which write nothing).
+    """
+
+    def __init__(self, path, chief=True):
+        self.path = pathlib.Path(path)
+        self.chief = chief
+
+    def __repr__(self):
+        return f"Run({str(self.path)!r})"
+
+    def __fspath__(self):
+        return str(self.path)
+
+    @property
+    def spec(self):
+        """The resolved `Spec` the run was trained with (`spec.yaml`).
+
+        Raises:
+            SpecError: the directory holds no `spec.yaml`.
+        """
+        from contrastive.spec import load_spec
+
+        file = self.path / "spec.yaml"
+        if not file.exists():
+            raise SpecError(f"{self.path}: expected a finished run directory with spec.yaml",
+                            "--run")
+        return load_spec(file)
+
+    @property
+    def results(self):
+        """`results.json` as a dict (empty before the run has finished)."""
+        try:
+            return json.loads((self.path / "results.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+
+    @property
+    def metrics(self):
+        """The rows of `metrics.csv`, one dict per epoch, numbers as floats
+        (None where a column has no value that epoch)."""
+        try:
+            with open(self.path / "metrics.csv", newline="", encoding="utf-8") as f:
+                return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        except FileNotFoundError:
+            return []
+
+    def encoder(self, start="h"):
+        """The trained encoder as a Keras model from float32 images in
+        [0, 1]: to h (`start="h"`), or to the head's first layer
+        (`"head1"`, SimCLR v2's fine-tuning start).
+
+        Raises:
+            SpecError: the run has not saved that model.
+        """
+        import keras
+
+        import contrastive.encoders  # noqa: F401 (registers the classes the file names)
+        import contrastive.heads  # noqa: F401
+
+        file = self.path / ENCODERS[start]
+        if not file.exists():
+            raise SpecError(f"{self.path}: expected a finished run directory with {file.name}",
+                            "--run")
+        return keras.saving.load_model(file)
+
+
+def _number(text):
+    if text in (None, "", "NA", "nan"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text

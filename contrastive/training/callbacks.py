@@ -1,0 +1,41 @@
+"""Keras callbacks of a pretraining run besides checkpoints."""
+
+import keras
+
+from contrastive.training.checkpoints import finite
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stops training at the first batch whose loss is NaN or infinite."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not finite(loss):
+            self.model.stop_training = True
+
+
+def monitor_callbacks(spec, parts, run_dir):
+    """The kNN monitor (`eval.monitor_every`, with labelled held-out data)
+    and TensorBoard logs (`output.tensorboard`, on the chief, when
+    tensorflow and tensorboard are installed)."""
+    callbacks = []
+    every = spec.eval.monitor_every
+    if every and parts.input.labels is not None:
+        from contrastive.evaluation.data import held_out
+        from contrastive.evaluation.monitor import KnnMonitor
+
+        test = held_out(spec, parts.dataset)
+        if test is not None and test.labels is not None:
+            callbacks.append(KnnMonitor(parts.input.data, test, every, k=spec.eval.knn.k,
+                                        temperature=spec.eval.knn.temperature))
+    if spec.output.tensorboard and run_dir.writes and _tensorboard_installed():
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir.path / "tensorboard"),
+                                                     write_graph=False))
+    return callbacks
+
+
+def _tensorboard_installed():
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None
+               for name in ("tensorflow", "tensorboard"))

@@ -1,0 +1,86 @@
+"""`train.input: memory`: decoded images in host memory, a batch copied to
+the device each step."""
+
+import keras
+import numpy as np
+
+from contrastive.training.inputs.base import TrainingInput, epoch_order
+
+
+class ShuffledBatches(keras.utils.PyDataset):
+    """Rows of `arrays` (each a NumPy array with the same first dimension)
+    in batches of exactly `batch_size`, epoch `e` in the order
+    `epoch_order(..., seed, e)`. The remainder that does not fill a batch is
+    left out of that epoch (a different one each epoch), as SimCLR's input
+    pipelines drop it.
+
+    Give `fit` the callback `follow()`, which tells the batches which epoch
+    runs: Keras' own `on_epoch_begin`/`on_epoch_end` calls on a `PyDataset`
+    do not count epochs (building the model and resetting the iterator call
+    them too).
+
+    Args:
+        arrays: a tuple of arrays; each batch is the tuple of their rows.
+        batch_size: rows per batch.
+        seed: the shuffling seed.
+        steps_per_epoch: batches per epoch.
+        first_epoch: the epoch whose order the first pass uses.
+    """
+
+    def __init__(self, arrays, batch_size, seed, steps_per_epoch, first_epoch=0):
+        super().__init__()
+        self.arrays = tuple(arrays)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.steps = steps_per_epoch
+        self.epoch = first_epoch
+        self._order = None
+        self._order_epoch = None
+
+    def __len__(self):
+        return self.steps
+
+    def __getitem__(self, index):
+        if self._order_epoch != self.epoch:
+            self._order = epoch_order(len(self.arrays[0]), self.batch_size, self.steps,
+                                      self.seed, self.epoch)
+            self._order_epoch = self.epoch
+        picks = self._order[index]
+        return tuple(array[picks] for array in self.arrays)
+
+    def follow(self):
+        """A callback that sets `epoch` to the epoch `fit` begins."""
+        return _FollowEpochs(self)
+
+
+class _FollowEpochs(keras.callbacks.Callback):
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.epoch = epoch
+
+
+class MemoryInput(TrainingInput):
+    """Each step's uint8 images (and labels) are gathered on the host and
+    copied to the device."""
+
+    mode = "memory"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        arrays = self._rows()
+        if self.with_labels:
+            arrays = (*arrays, np.asarray(self.data.labels, np.int32))
+        self._batches = ShuffledBatches(arrays, self.batch_size, self.seed, self.steps_per_epoch)
+
+    def _rows(self):
+        return (self.data.images,)
+
+    def fit_arguments(self, first_epoch, epochs):
+        self._batches.epoch = first_epoch
+        return {"x": self._batches}
+
+    def callbacks(self):
+        return [self._batches.follow()]

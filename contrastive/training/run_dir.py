@@ -1,0 +1,162 @@
+"""The run directory as training writes it. Only the chief process writes:
+every other process gets a `FollowerRunDir`, which reads and never writes."""
+
+import json
+import pathlib
+import shutil
+import time
+
+from contrastive.errors import SpecError
+from contrastive.training.checkpoints import Checkpoint, read_state
+
+RESULTS = "results.json"
+METRICS = "metrics.csv"
+
+
+def default_path(spec):
+    """`runs/<spec file stem>-<YYYYmmdd-HHMMSS>`, unique for each run."""
+    stem = pathlib.Path(spec.file).stem if spec.file != "<spec>" else "run"
+    return pathlib.Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+class RunDir:
+    """The chief's view: writes the spec, metrics, checkpoints, encoder and
+    results. Nothing is created before `start`, and a run that fails before
+    its first checkpoint can `discard` what it wrote, so the same command
+    can be run again with the same directory.
+
+    Use `RunDir.open`, which gives the other processes a `FollowerRunDir`.
+    """
+
+    writes = True
+
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+        self._created = False
+
+    @classmethod
+    def open(cls, path, chief=True, resume=False):
+        """The run directory at `path` for this process.
+
+        Raises:
+            SpecError: a new run's directory already holds something (a run
+                is never overwritten), or a resumed one is not a run.
+        """
+        run_dir = (cls if chief else FollowerRunDir)(path)
+        if resume:
+            run_dir.check_resumable()
+        else:
+            run_dir.check_new()
+        return run_dir
+
+    def check_new(self):
+        if self.path.exists() and not self.path.is_dir():
+            raise SpecError(f"{self.path} is a file; expected a directory for the run",
+                            "output.dir")
+        if self.path.is_dir() and any(self.path.iterdir()):
+            raise SpecError(
+                f"{self.path} already exists and is not empty; choose another --out "
+                "(runs are never overwritten)",
+                "output.dir",
+            )
+
+    def check_resumable(self):
+        if not (self.path / "spec.yaml").is_file():
+            raise SpecError(f"{self.path}: expected a run directory with a spec.yaml", "--resume")
+
+    def state(self):
+        """The newest checkpoint's state (`epoch`, `weights`, ...) or None."""
+        return read_state(self.path)
+
+    def start(self, spec, first_epoch):
+        """Creates the directory and writes `spec.yaml` (a new run), or drops
+        the metrics of the epochs a resumed run repeats."""
+        if first_epoch == 0 and not (self.path / "spec.yaml").exists():
+            self._created = not self.path.exists()
+            self.path.mkdir(parents=True, exist_ok=True)
+            (self.path / "spec.yaml").write_text(
+                f"# resolved from {spec.file}\n" + spec.to_yaml(), encoding="utf-8")
+        else:
+            self._truncate_metrics(first_epoch)
+
+    def callbacks(self, spec, first_epoch):
+        """The metrics log and the checkpoints."""
+        import keras
+
+        return [
+            keras.callbacks.CSVLogger(str(self.path / METRICS), append=first_epoch > 0),
+            Checkpoint(self.path, spec.output.checkpoint_every, spec.train.epochs, first_epoch),
+        ]
+
+    def discard(self):
+        """Removes what a run that failed before its first checkpoint wrote
+        (the whole directory, if this run created it)."""
+        if self.state() is not None:
+            return
+        if self._created:
+            shutil.rmtree(self.path, ignore_errors=True)
+        else:
+            for name in ("spec.yaml", METRICS):
+                (self.path / name).unlink(missing_ok=True)
+
+    def finish(self, spec, parts, results):
+        """Writes the curves, the encoder files and `results.json`."""
+        if spec.output.plot:
+            from contrastive.plots import plot_metrics
+
+            plot_metrics(self.path / METRICS, self.path / "curves.png")
+        if spec.output.save_encoder:
+            shape = parts.input.image_shape
+            save_encoder(parts.encoder, shape, self.path / "encoder.keras")
+            save_encoder(parts.encoder, shape, self.path / "encoder_head1.keras", head=parts.head)
+        (self.path / RESULTS).write_text(json.dumps(results, indent=2), encoding="utf-8")
+
+    def _truncate_metrics(self, epochs):
+        path = self.path / METRICS
+        if not path.exists():
+            return
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) < epochs]
+        path.write_text("".join(kept), encoding="utf-8")
+
+
+class FollowerRunDir(RunDir):
+    """A process other than the chief: reads the checkpoints, writes nothing."""
+
+    writes = False
+
+    def check_new(self):
+        pass
+
+    def start(self, spec, first_epoch):
+        pass
+
+    def callbacks(self, spec, first_epoch):
+        return []
+
+    def discard(self):
+        pass
+
+    def finish(self, spec, parts, results):
+        pass
+
+
+def save_encoder(encoder, image_shape, path, head=None):
+    """Saves the encoder as a `.keras` model: float32 images in [0, 1] to h.
+
+    With `head`, saves instead the encoder followed by the head's first
+    layer and its ReLU (the representation SimCLR v2 fine-tunes from), when
+    the head has hidden layers (`head.hidden`); otherwise writes nothing.
+    """
+    import keras
+
+    inputs = keras.Input(shape=tuple(image_shape), dtype="float32", name="images")
+    outputs = encoder(inputs, training=False)
+    name = "encoder"
+    if head is not None:
+        hidden = getattr(head, "hidden", None)
+        if not hidden:
+            return
+        outputs = keras.layers.Activation("relu")(hidden[0](outputs, training=False))
+        name = "encoder_head1"
+    keras.Model(inputs, outputs, name=name).save(str(path))

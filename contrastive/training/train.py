@@ -1,0 +1,199 @@
+"""A pretraining run: the spec's parts, `model.fit`, the run directory."""
+
+import time
+
+import numpy as np
+
+from contrastive.errors import ContrastiveError
+from contrastive.training.build import build_model, build_parts
+from contrastive.training.run_dir import RunDir, default_path
+
+
+class LaunchRequired(ContrastiveError):
+    """The run needs more processes than this one; the message says how."""
+
+
+def train(spec, out=None, log=print, resume=False):
+    """Pretrains as `spec` says, then evaluates h; returns the `Run`.
+
+    Writes into the run directory: `spec.yaml` (the resolved spec),
+    `metrics.csv`, `curves.png`, TensorBoard logs under `tensorboard/`,
+    atomic checkpoints (`checkpoint.json` naming the newest
+    `checkpoints/epoch-NNNN.weights.h5`), `encoder.keras` (float32 images in
+    [0, 1] to h), `encoder_head1.keras` (the same, then the head's first
+    layer: SimCLR v2's fine-tuning start) and `results.json`. A run that
+    fails before its first checkpoint removes what it wrote.
+
+    Example:
+
+    ```python
+    run = contrastive.train("examples/digits.yaml", out="runs/digits")
+    run.results["eval"]["knn_accuracy"]
+    ```
+
+    Args:
+        spec: a `Spec`, a spec file or a mapping (see `load_spec`).
+        out: the run directory; default `output.dir` of the spec, else a
+            new `runs/<spec name>-<time>`.
+        log: where progress lines go.
+        resume: continue the run in `out` from its newest checkpoint, with
+            the optimizer state, schedule position, epoch, data order and
+            random-generator states, so that the final weights equal those
+            of an uninterrupted run.
+
+    Returns:
+        The `Run` (its `results`: epochs, steps, final loss, seconds,
+        images per second and the evaluation accuracies).
+
+    Raises:
+        SpecError: the spec, its data or the run directory are not usable.
+        FloatingPointError: the loss became NaN or infinite; the last good
+            checkpoint is kept.
+        LaunchRequired: a torch `ddp` run must be started with torchrun.
+    """
+    from contrastive.distribute import from_spec
+    from contrastive.run import Run
+    from contrastive.spec import load_spec
+
+    spec = load_spec(spec)
+    distribution = from_spec(spec.distribute)
+    distribution.check_batch_size(spec.train.batch_size)
+    if distribution.needs_launch:
+        raise LaunchRequired(f"this run has {distribution.num_replicas} processes; start it with "
+                             "torchrun (`contrastive train` prints the command)")
+    run_dir = RunDir.open(out or spec.output.dir or default_path(spec), distribution.is_chief,
+                          resume)
+    state = run_dir.state() if resume else None
+    first_epoch = state["epoch"] if state else 0
+    with distribution.scope():
+        parts = build_parts(spec)
+        model, schedule = build_model(spec, parts, distribution)
+        if state is not None:
+            restore(model, parts.input, state, run_dir.path)
+    run_dir.start(spec, first_epoch)
+    if not run_dir.writes:
+        log = _silent
+    _announce(spec, parts, schedule, distribution, run_dir, first_epoch, log)
+    try:
+        history, seconds = _fit(spec, model, parts, run_dir, distribution, first_epoch)
+    except BaseException:
+        run_dir.discard()
+        raise
+    if run_dir.writes:
+        results = _results(spec, parts, history, seconds, first_epoch, schedule, run_dir, log)
+        run_dir.finish(spec, parts, results)
+    return Run(run_dir.path, chief=run_dir.writes)
+
+
+def resume(run_dir, log=print):
+    """Continues the run in `run_dir` from its newest checkpoint. See `train`.
+
+    Raises:
+        SpecError: `run_dir` holds no resolved spec.
+    """
+    from contrastive.run import Run
+
+    spec = Run(run_dir).spec
+    if RunDir(run_dir).state() is None:
+        log(f"{run_dir} has no checkpoint yet: starting from epoch 0")
+    return train(spec, out=run_dir, log=log, resume=True)
+
+
+def restore(model, data_input, state, path):
+    """Builds the model and its optimizer, then loads a checkpoint: weights,
+    optimizer state and random-generator states."""
+    from contrastive.errors import SpecError
+    from contrastive.training.checkpoints import random_states
+
+    model(data_input.example(), training=True)
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(str(path / state["weights"]))
+    variables = random_states(model)
+    if len(variables) != len(state["random_states"]):
+        raise SpecError(
+            f"the checkpoint holds {len(state['random_states'])} random-generator "
+            f"states, the model built from spec.yaml has {len(variables)}",
+            "--resume",
+        )
+    for variable, value in zip(variables, state["random_states"]):
+        variable.assign(np.asarray(value, dtype=variable.dtype))
+
+
+def _announce(spec, parts, schedule, distribution, run_dir, first_epoch, log):
+    import keras
+
+    if distribution.num_replicas > 1:
+        log(distribution.describe())
+    if first_epoch:
+        log(f"resuming {run_dir.path} after epoch {first_epoch} of {spec.train.epochs}")
+    log(f"backend {keras.backend.backend()}: {len(parts.input)} images "
+        f"({parts.input.mode} input), batch {spec.train.batch_size}, "
+        f"{parts.steps_per_epoch} steps x {spec.train.epochs} epochs -> {run_dir.path}")
+    peak = getattr(schedule, "peak_learning_rate", None)
+    if peak is not None:
+        log(f"peak learning rate {float(peak):.6g}")
+
+
+def _fit(spec, model, parts, run_dir, distribution, first_epoch):
+    """Runs `fit` from `first_epoch`; returns `(history, seconds)`."""
+    from contrastive.training.callbacks import StopOnNonFinite, monitor_callbacks
+
+    callbacks = [StopOnNonFinite(), *parts.input.callbacks(),
+                 *run_dir.callbacks(spec, first_epoch),
+                 *monitor_callbacks(spec, parts, run_dir)]
+    start = time.perf_counter()
+    with distribution.scope():
+        history = model.fit(
+            **parts.input.fit_arguments(first_epoch, spec.train.epochs),
+            epochs=spec.train.epochs,
+            initial_epoch=first_epoch,
+            shuffle=False,  # the input shuffles itself, reproducibly
+            verbose=spec.train.verbose if run_dir.writes else 0,
+            callbacks=callbacks,
+        )
+    return history, time.perf_counter() - start
+
+
+def _results(spec, parts, history, seconds, first_epoch, schedule, run_dir, log):
+    """The results of a finished run, its evaluation included.
+
+    Raises:
+        FloatingPointError: the last epoch's loss is not finite.
+    """
+    import keras
+
+    from contrastive.evaluation import frozen_features
+    from contrastive.evaluation.data import held_out
+
+    losses = history.history.get("loss", [])
+    epochs = first_epoch + len(losses)
+    if losses and not np.isfinite(losses[-1]):
+        last = run_dir.state()
+        kept = f"; the last good checkpoint is {run_dir.path / last['weights']}" if last else ""
+        raise FloatingPointError(
+            f"the loss became {losses[-1]} in epoch {epochs}; training stopped{kept}")
+    images = parts.steps_per_epoch * spec.train.batch_size * len(losses)
+    results = {
+        "run_dir": str(run_dir.path),
+        "backend": keras.backend.backend(),
+        "epochs": epochs,
+        "steps": parts.steps_per_epoch * epochs,
+        "final_loss": float(losses[-1]) if losses else None,
+        "seconds": round(seconds, 2),
+        "images_per_second": round(images / seconds, 1) if seconds else None,
+    }
+    if getattr(schedule, "peak_learning_rate", None) is not None:
+        results["peak_learning_rate"] = float(schedule.peak_learning_rate)
+    results["eval"] = {}
+    if spec.eval.knn.enabled or spec.eval.linear.enabled:
+        train, test = parts.input.data, held_out(spec, parts.dataset, parts.input.mode)
+        if test is None or train.labels is None or test.labels is None:
+            log("evaluation skipped: no labelled held-out data (a test split or eval.data)")
+        else:
+            results["eval"] = frozen_features(spec.eval, parts.encoder, train, test,
+                                              spec.seed, log)
+    return results
+
+
+def _silent(line):
+    del line
