@@ -17,7 +17,7 @@ The Python interface in five names: `load_spec`, `train`, `evaluate`,
 0.0
 >>> report = contrastive.evaluate(run, "knn", k=10)
 >>> report["k"], report["test"], 0.0 <= report["accuracy"] <= 1.0
-(10, 360, True)
+(10, 359, True)
 >>> head = contrastive.build("heads", {"name": "mlp", "output_dim": 32})
 >>> head.output_dim
 32

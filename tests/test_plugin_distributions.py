@@ -27,7 +27,11 @@ from helpers import tiny_spec
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PLUGINS = ROOT / "plugins"
 DISTRIBUTIONS = ("contrastive-redundancy", "contrastive-wideresnet")
-GENERATED = "contrastive-toy-aligner"
+GENERATED = "contrastive-toy-aligner"  # `new-plugin`'s default kind, losses
+# One generated plugin of every other kind: each installs and passes its own tests.
+GENERATED_KINDS = {f"contrastive-gen-{kind}": kind
+                   for kind in ("encoders", "heads", "augmenters", "datasets", "optimizers",
+                                "schedules")}
 
 DRIVER = textwrap.dedent("""
     # Runs `contrastive list --json` and `contrastive train` in one process
@@ -71,6 +75,11 @@ def environment(tmp_path_factory):
     generated = root / GENERATED
     made = CliRunner().invoke(app, ["new-plugin", GENERATED, "--out", str(generated)])
     assert made.exit_code == 0, made.output
+    others = []
+    for name, kind in GENERATED_KINDS.items():
+        others.append(root / name)
+        made = CliRunner().invoke(app, ["new-plugin", name, "--kind", kind, "--out", str(others[-1])])
+        assert made.exit_code == 0, made.output
 
     env_dir = root / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)
@@ -88,7 +97,7 @@ def environment(tmp_path_factory):
             "build", "*.egg-info", "__pycache__", ".pytest_cache"))
     installed = _run([str(python), "-m", "pip", "install", "--quiet", "--no-deps",
                       "--no-build-isolation", "--no-index", *map(str, sources),
-                      str(generated)])
+                      str(generated), *map(str, others)])
     assert installed.returncode == 0, installed.stderr
 
     data = root / "data"
@@ -110,8 +119,9 @@ def environment(tmp_path_factory):
         jobs["train"].append([str(path), str(root / "runs" / name)])
     trained = _run([str(python), "-c", DRIVER, json.dumps(jobs)])
     assert trained.returncode == 0 and trained.stdout.strip().endswith("done"), trained.stderr
-    tested = _run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-                  cwd=generated)
+    tested = _run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                   f"--junitxml={root / 'generated.xml'}",
+                   *(str(folder / "tests") for folder in (generated, *others))], cwd=root)
     return {
         "python": python,
         "site": site,
@@ -139,6 +149,8 @@ def test_installed_plugins_are_listed_with_their_distribution(environment):
         ("losses", "barlow_twins", "contrastive-redundancy"),
         ("encoders", "wide_resnet", "contrastive-wideresnet"),
         ("losses", "toy_aligner", GENERATED),
+        *((kind, name.removeprefix("contrastive-").replace("-", "_"), name)
+          for name, kind in GENERATED_KINDS.items()),
     ]:
         row = rows[(kind, name)]
         assert (row["origin"], row["version"], row["status"]) == (dist, "0.1.0", "ok"), row
@@ -160,22 +172,32 @@ def test_a_spec_using_each_plugin_trains(environment, name):
 
 
 def test_the_generated_plugins_own_tests_pass_once_installed(environment):
+    import xml.etree.ElementTree as ElementTree
+
     result = environment["generated_tests"]
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert " passed" in result.stdout
+    cases = ElementTree.parse(environment["root"] / "generated.xml").iter("testcase")
+    ran = {}
+    for case in cases:
+        assert not list(case), ElementTree.tostring(case)[:2000]  # no failure, error or skip
+        ran.setdefault(case.get("classname").split(".")[-1], set()).add(case.get("name"))
+    for name in (GENERATED, *GENERATED_KINDS):
+        tests = ran["test_" + name.replace("-", "_")]
+        assert {"test_installed_and_registered_by_entry_point",
+                "test_meets_the_contract_of_its_kind"} < tests, tests
 
 
 def test_pip_uninstall_removes_them_from_the_list(environment):
     parent = sysconfig.get_path("purelib")  # what the throwaway venv inherits
-    inherited = [dist for dist in (*DISTRIBUTIONS, GENERATED)
+    inherited = [dist for dist in (*DISTRIBUTIONS, GENERATED, *GENERATED_KINDS)
                  if list(importlib.metadata.distributions(name=dist, path=[parent]))]
     if inherited:
         pytest.skip(f"{', '.join(inherited)} installed in the running environment too; "
                     "after the uninstall the list would show that copy")
     python = environment["python"]
     removed = _run([str(python), "-m", "pip", "uninstall", "--yes",
-                    *DISTRIBUTIONS, GENERATED])
+                    *DISTRIBUTIONS, GENERATED, *GENERATED_KINDS])
     assert removed.returncode == 0, removed.stderr
     assert not list(environment["site"].glob("contrastive_*"))
     origins = {r["origin"] for r in _listing(python)}
-    assert not origins & {*DISTRIBUTIONS, GENERATED}, origins
+    assert not origins & {*DISTRIBUTIONS, GENERATED, *GENERATED_KINDS}, origins

@@ -61,3 +61,16 @@ def test_cli_writes_the_plugin_and_refuses_built_in_names(tmp_path):
     clash = runner.invoke(app, ["new-plugin", "contrastive-nt-xent", "--out", str(tmp_path / "c")])
     assert isinstance(clash.exception, SpecError) and "built-in" in str(clash.exception)
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_kinds_skeleton_passes_the_linter(tmp_path, kind):
+    import subprocess
+    import sys
+
+    root, _ = write_plugin(f"contrastive-lint-{kind}", kind, tmp_path / kind, check_builtins=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated", "--line-length", "100",
+         "--select", "E,F,W,I,B,UP", "--target-version", "py311", str(root)],
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -131,6 +131,11 @@ class Dataset:
         )
 
     @property
+    def needs_download(self):
+        """Whether `load` would fetch the data from the network."""
+        return False
+
+    @property
     def can_stream(self):
         """Whether `files` is implemented."""
         return type(self).files is not Dataset.files

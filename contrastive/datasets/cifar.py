@@ -51,6 +51,10 @@ class _Cifar(Dataset):
     def can_stream(self):
         return self.path is not None
 
+    @property
+    def needs_download(self):
+        return self.path is None
+
     def _local(self, split):
         root = pathlib.Path(self.path)
         candidates = [

@@ -1,5 +1,14 @@
 """The run directory as training writes it. Only the chief process writes:
-every other process gets a `FollowerRunDir`, which reads and never writes."""
+every other process gets a `FollowerRunDir`, which reads and never writes.
+
+A run directory holds `spec.yaml` (the resolved spec), `metrics.csv`,
+`curves.png`, TensorBoard logs under `tensorboard/`, atomic checkpoints
+(`checkpoint.json` naming the newest `checkpoints/epoch-NNNN.weights.h5`),
+`encoder.keras` (float32 images in [0, 1] to h), `encoder_head1.keras` (the
+same, then the head's first layer: SimCLR v2's fine-tuning start) and
+`results.json`. A run that fails before its first checkpoint removes what
+it wrote.
+"""
 
 import json
 import pathlib

@@ -16,40 +16,14 @@ class LaunchRequired(ContrastiveError):
 def train(spec, out=None, log=print, resume=False):
     """Pretrains as `spec` says, then evaluates h; returns the `Run`.
 
-    Writes into the run directory: `spec.yaml` (the resolved spec),
-    `metrics.csv`, `curves.png`, TensorBoard logs under `tensorboard/`,
-    atomic checkpoints (`checkpoint.json` naming the newest
-    `checkpoints/epoch-NNNN.weights.h5`), `encoder.keras` (float32 images in
-    [0, 1] to h), `encoder_head1.keras` (the same, then the head's first
-    layer: SimCLR v2's fine-tuning start) and `results.json`. A run that
-    fails before its first checkpoint removes what it wrote.
-
-    Example:
-
-    ```python
-    run = contrastive.train("examples/digits.yaml", out="runs/digits")
-    run.results["eval"]["knn_accuracy"]
-    ```
-
-    Args:
-        spec: a `Spec`, a spec file or a mapping (see `load_spec`).
-        out: the run directory; default `output.dir` of the spec, else a
-            new `runs/<spec name>-<time>`.
-        log: where progress lines go.
-        resume: continue the run in `out` from its newest checkpoint, with
-            the optimizer state, schedule position, epoch, data order and
-            random-generator states, so that the final weights equal those
-            of an uninterrupted run.
-
-    Returns:
-        The `Run` (its `results`: epochs, steps, final loss, seconds,
-        images per second and the evaluation accuracies).
-
-    Raises:
-        SpecError: the spec, its data or the run directory are not usable.
-        FloatingPointError: the loss became NaN or infinite; the last good
-            checkpoint is kept.
-        LaunchRequired: a torch `ddp` run must be started with torchrun.
+    `spec` is a `Spec`, a spec file or a mapping (see `load_spec`); `out`
+    the run directory (default `output.dir`, else a new `runs/<name>-<time>`;
+    its files: `contrastive.training.run_dir`); `log` takes progress lines.
+    With `resume`, continues the run in `out` from its newest checkpoint, to
+    the weights an uninterrupted run reaches. Raises `SpecError` for a bad
+    spec, data or directory, `FloatingPointError` when the loss is no longer
+    finite (the last good checkpoint is kept) and `LaunchRequired` for a
+    torch run that needs torchrun.
     """
     from contrastive.distribute import from_spec
     from contrastive.run import Run
