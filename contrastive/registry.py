@@ -282,8 +282,27 @@ class Registry:
             SpecError: naming the key path, what was expected and what was
                 received.
         """
+        entry = self.entry(self._name_of(spec, path), _join(path, "name"))
         if isinstance(spec, str):
             spec = {"name": spec}
+        params = {p.name: p for p in _parameters(entry)}
+        arguments = {}
+        for key, value in spec.items():
+            if key != "name":
+                arguments[key] = self._check_argument(entry.name, params, key, value, path,
+                                                      context)
+        for param in params.values():
+            if param.required and param.name not in arguments and param.name not in context:
+                raise SpecError(
+                    f"missing required argument '{param.name}' of "
+                    f"{self.singular} '{entry.name}' ({param.expected})",
+                    path,
+                )
+        return entry, arguments
+
+    def _name_of(self, spec, path):
+        if isinstance(spec, str):
+            return spec
         if not isinstance(spec, dict):
             raise SpecError(
                 f"expected a mapping with a 'name' key naming one of the "
@@ -292,44 +311,30 @@ class Registry:
             )
         if "name" not in spec:
             raise SpecError(f"expected a 'name' key naming one of the {self.kind}", path)
-        name = spec["name"]
-        if not isinstance(name, str):
+        if not isinstance(spec["name"], str):
             raise SpecError(
-                f"expected a string, received {_received(name)}", _join(path, "name")
+                f"expected a string, received {_received(spec['name'])}", _join(path, "name")
             )
-        entry = self.entry(name, _join(path, "name"))
-        params = {p.name: p for p in _parameters(entry)}
-        arguments = {}
-        for key, value in spec.items():
-            if key == "name":
-                continue
-            key_path = _join(path, str(key))
-            if key in context:
-                raise SpecError(
-                    "is set by contrastive at run time and cannot be given in a spec",
-                    key_path,
-                )
-            if key not in params:
-                close = difflib.get_close_matches(str(key), list(params), n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
-                allowed = ", ".join(params) or "no arguments"
-                raise SpecError(
-                    f"unknown argument of {self.singular} '{name}'{hint} "
-                    f"(expected one of: {allowed})",
-                    key_path,
-                )
-            try:
-                arguments[key] = check_value(value, params[key].annotation)
-            except TypeMismatch as exc:
-                raise SpecError(str(exc), key_path) from None
-        for param in params.values():
-            if param.required and param.name not in arguments and param.name not in context:
-                raise SpecError(
-                    f"missing required argument '{param.name}' of "
-                    f"{self.singular} '{name}' ({param.expected})",
-                    path,
-                )
-        return entry, arguments
+        return spec["name"]
+
+    def _check_argument(self, name, params, key, value, path, context):
+        key_path = _join(path, str(key))
+        if key in context:
+            raise SpecError(
+                "is set by contrastive at run time and cannot be given in a spec", key_path)
+        if key not in params:
+            close = difflib.get_close_matches(str(key), list(params), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            allowed = ", ".join(params) or "no arguments"
+            raise SpecError(
+                f"unknown argument of {self.singular} '{name}'{hint} "
+                f"(expected one of: {allowed})",
+                key_path,
+            )
+        try:
+            return check_value(value, params[key].annotation)
+        except TypeMismatch as exc:
+            raise SpecError(str(exc), key_path) from None
 
     def build(self, spec, path="", context=None):
         """Checks `spec` and constructs the component.

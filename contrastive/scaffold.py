@@ -112,15 +112,7 @@ def write_plugin(name, kind="losses", out=None, component=None, check_builtins=T
             "directory (nothing is overwritten)"
         )
     if check_builtins:
-        from contrastive.registry import BUILT_IN, get_registry
-
-        registry = get_registry(kind)
-        built_in = [e.name for e in registry.entries(names.component) if e.origin == BUILT_IN]
-        if built_in:
-            raise SpecError(
-                f"the {registry.singular} name '{names.component}' is a built-in, "
-                "which would win over the plugin; choose another NAME or --component"
-            )
+        _refuse_built_in(kind, names.component)
     values = {
         "distribution": names.distribution,
         "package": names.package,
@@ -130,24 +122,39 @@ def write_plugin(name, kind="losses", out=None, component=None, check_builtins=T
         "module": names.module,
         "section": kinds.get(kind).section,
     }
-    files = {
-        "pyproject.toml": ["pyproject.toml.tmpl"],
-        "README.md": ["README.md.tmpl"],
-        f"src/{names.package}/__init__.py": ["__init__.py.tmpl"],
-        f"src/{names.package}/{names.module}.py": [f"components/{kind}.py.tmpl"],
-        f"tests/test_{names.package}.py": [f"tests/{kind}.py.tmpl"],
-    }
-    # A test file is its kind's template around the parts every kind shares.
-    shared = {"docstring": template("tests/_docstring.py.tmpl"),
-              "common": template("tests/_common.py.tmpl").rstrip("\n")}
-    for relative, templates in files.items():
+    for relative, text in _files(names).items():
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = "".join(template(name) for name in templates)
-        for part, value in shared.items():
-            text = text.replace(f"${part}\n", value + "\n")
         path.write_text(string.Template(text).substitute(values), encoding="utf-8")
     return root, names
+
+
+def _refuse_built_in(kind, component):
+    from contrastive.registry import BUILT_IN, get_registry
+
+    registry = get_registry(kind)
+    if any(e.origin == BUILT_IN for e in registry.entries(component)):
+        raise SpecError(
+            f"the {registry.singular} name '{component}' is a built-in, "
+            "which would win over the plugin; choose another NAME or --component"
+        )
+
+
+def _files(names):
+    """Each file's path in the distribution and its template text; a test
+    file is its kind's template around the parts every kind shares."""
+    shared = {"docstring": template("tests/_docstring.py.tmpl"),
+              "common": template("tests/_common.py.tmpl").rstrip("\n")}
+    test = template(f"tests/{names.kind}.py.tmpl")
+    for part, value in shared.items():
+        test = test.replace(f"${part}\n", value + "\n")
+    return {
+        "pyproject.toml": template("pyproject.toml.tmpl"),
+        "README.md": template("README.md.tmpl"),
+        f"src/{names.package}/__init__.py": template("__init__.py.tmpl"),
+        f"src/{names.package}/{names.module}.py": template(f"components/{names.kind}.py.tmpl"),
+        f"tests/test_{names.package}.py": test,
+    }
 
 
 def template(name):

@@ -25,6 +25,7 @@ from contrastive.typecheck import (
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
+    Seed,
     TypeMismatch,
     check_value,
     received,
@@ -384,7 +385,7 @@ def _resolve(data):
             raise SpecError(f"missing required section '{key}'", key)
     resolved = {}
     try:
-        resolved["seed"] = check_value(data.get("seed", DEFAULTS["seed"]), int)
+        resolved["seed"] = check_value(data.get("seed", DEFAULTS["seed"]), Seed)
     except TypeMismatch as exc:
         raise SpecError(str(exc), "seed") from None
     for kind in kinds.ALL:

@@ -9,6 +9,7 @@ out-of-range value is reported with its key path before anything is built.
 """
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Annotated, Any, Literal
@@ -46,11 +47,52 @@ class Range:
         return True
 
 
+@dataclasses.dataclass(frozen=True)
+class Length:
+    """Bounds on the number of items of a list, for `typing.Annotated`."""
+
+    min: int = 0
+    max: int | None = None
+
+    def describe(self):
+        if self.max is None:
+            return f"with at least {self.min} item{'s' if self.min != 1 else ''}"
+        return f"with {self.min} to {self.max} items"
+
+    def contains(self, value):
+        return len(value) >= self.min and (self.max is None or len(value) <= self.max)
+
+
+@dataclasses.dataclass(frozen=True)
+class Ordered:
+    """Items in non-decreasing order (a range written `[low, high]`), for
+    `typing.Annotated`."""
+
+    def describe(self):
+        return "in increasing order (low, high)"
+
+    def contains(self, value):
+        return all(a <= b for a, b in zip(value, value[1:]))
+
+
+CONSTRAINTS = (Range, Length, Ordered)
+
 PositiveFloat = Annotated[float, Range(0, None, min_inclusive=False)]
 NonNegativeFloat = Annotated[float, Range(0, None)]
 Probability = Annotated[float, Range(0, 1)]
 PositiveInt = Annotated[int, Range(1, None)]
 NonNegativeInt = Annotated[int, Range(0, None)]
+# Seeds every backend accepts (JAX's keys hold 32 bits).
+Seed = Annotated[int, Range(0, 2**32 - 1)]
+# A layer's width: beyond this, a backend fails to allocate rather than say so.
+Width = Annotated[int, Range(1, 1 << 16)]
+# `[low, high]` ranges: of positive numbers, and of shares in (0, 1].
+PositiveRange = Annotated[tuple[PositiveFloat, PositiveFloat], Ordered()]
+FractionRange = Annotated[
+    tuple[Annotated[float, Range(0, 1, min_inclusive=False)],
+          Annotated[float, Range(0, 1, min_inclusive=False)]],
+    Ordered(),
+]
 # A nested component: a mapping `{name: <registered name>, <arguments>}`.
 ComponentSpec = dict
 
@@ -77,7 +119,7 @@ def describe(annotation):
         return "any value"
     if origin is Annotated:
         base, *extras = typing.get_args(annotation)
-        ranges = [e.describe() for e in extras if isinstance(e, Range)]
+        ranges = [e.describe() for e in extras if isinstance(e, CONSTRAINTS)]
         text = describe(base)
         return f"{text} {' and '.join(ranges)}" if ranges else text
     if origin is Literal:
@@ -115,6 +157,10 @@ _SIMPLE = {
 def check_value(value, annotation):
     """Returns `value` checked (and widened: int to float) against `annotation`.
 
+    Numbers must be finite (NaN and infinity are never a setting), and the
+    constraints attached with `typing.Annotated` (`Range`, `Length`,
+    `Ordered`) must hold.
+
     Args:
         value: a value read from a spec file.
         annotation: a type annotation as written on a component argument.
@@ -131,73 +177,84 @@ def check_value(value, annotation):
         return value
     origin = typing.get_origin(annotation)
     if origin is Annotated:
-        base, *extras = typing.get_args(annotation)
-        try:
-            value = check_value(value, base)
-        except TypeMismatch:
-            raise _mismatch(value, annotation) from None
-        for extra in extras:
-            if isinstance(extra, Range) and not extra.contains(value):
-                raise TypeMismatch(
-                    f"expected {describe(annotation)}, received {received(value)}"
-                )
-        return value
+        return _check_annotated(value, annotation)
     if origin is Literal:
-        if value in typing.get_args(annotation) and not (
-            isinstance(value, bool)
-            and not any(isinstance(a, bool) for a in typing.get_args(annotation))
-        ):
-            return value
-        raise _mismatch(value, annotation)
+        return _check_literal(value, annotation)
     if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(annotation):
-            try:
-                return check_value(value, option)
-            except TypeMismatch:
-                continue
-        raise _mismatch(value, annotation)
+        return _check_union(value, annotation)
     if origin in (list, tuple, typing.Sequence) or annotation in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise _mismatch(value, annotation)
-        args = typing.get_args(annotation)
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(args) != len(value):
-                raise TypeMismatch(
-                    f"expected a list of {len(args)} items, received {received(value)}"
-                )
-            items = [check_value(v, a) for v, a in zip(value, args)]
-        else:
-            item = args[0] if args else Any
-            items = [check_value(v, item) for v in value]
-        return tuple(items) if origin is tuple or annotation is tuple else items
+        return _check_sequence(value, annotation, origin)
     if origin is dict or annotation is dict:
-        if not isinstance(value, dict):
+        return _check_instance(value, annotation, dict)
+    return _check_scalar(value, annotation)
+
+
+def _check_annotated(value, annotation):
+    base, *extras = typing.get_args(annotation)
+    try:
+        value = check_value(value, base)
+    except TypeMismatch:
+        raise _mismatch(value, annotation) from None
+    for extra in extras:
+        if isinstance(extra, CONSTRAINTS) and not extra.contains(value):
             raise _mismatch(value, annotation)
+    return value
+
+
+def _check_literal(value, annotation):
+    options = typing.get_args(annotation)
+    # true/false are not the numbers 1/0 here, unless a bool is an option.
+    if value in options and (not isinstance(value, bool)
+                             or any(isinstance(a, bool) for a in options)):
         return value
+    raise _mismatch(value, annotation)
+
+
+def _check_union(value, annotation):
+    for option in typing.get_args(annotation):
+        try:
+            return check_value(value, option)
+        except TypeMismatch:
+            continue
+    raise _mismatch(value, annotation)
+
+
+def _check_sequence(value, annotation, origin):
+    if not isinstance(value, (list, tuple)):
+        raise _mismatch(value, annotation)
+    args = typing.get_args(annotation)
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        if len(args) != len(value):
+            raise TypeMismatch(f"expected a list of {len(args)} items, received {received(value)}")
+        items = [check_value(v, a) for v, a in zip(value, args)]
+    else:
+        item = args[0] if args else Any
+        items = [check_value(v, item) for v in value]
+    return tuple(items) if origin is tuple or annotation is tuple else items
+
+
+def _check_instance(value, annotation, kind):
+    if isinstance(value, kind):
+        return value
+    raise _mismatch(value, annotation)
+
+
+def _check_scalar(value, annotation):
     if annotation is type(None):
         if value is None:
             return None
         raise _mismatch(value, annotation)
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
+    if annotation is float:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if number and math.isfinite(value):
+            return float(value)
         raise _mismatch(value, annotation)
     if annotation is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         raise _mismatch(value, annotation)
-    if annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise _mismatch(value, annotation)
-    if annotation is str:
-        if isinstance(value, str):
-            return value
-        raise _mismatch(value, annotation)
     if isinstance(annotation, type):
-        if isinstance(value, annotation):
-            return value
-        raise _mismatch(value, annotation)
+        return _check_instance(value, annotation, annotation)
     return value
 
 

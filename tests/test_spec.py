@@ -47,7 +47,7 @@ def test_overrides_are_typed_as_yaml(tiny_arrays):
         ({"loss": {"name": "nt_xent", "temperature": -1}}, "loss.temperature", "expected a number > 0"),
         ({"optimizer": {"name": "sgd", "learning_rate": "fast"}}, "optimizer.learning_rate",
          'expected a number > 0, received "fast"'),
-        ({"seed": "x"}, "seed", 'expected an integer, received "x"'),
+        ({"seed": "x"}, "seed", 'expected an integer >= 0 and <= 4294967295, received "x"'),
         ({"eval": {"knn": {"k": 0}}}, "eval.knn.k", "expected an integer >= 1"),
         ({"encoder": None}, "encoder", "missing required section 'encoder'"),
     ],

@@ -6,7 +6,7 @@ from keras import ops
 
 from contrastive.augmenters._base import Augmenter, bernoulli, check_pair, uniform
 from contrastive.registry import register
-from contrastive.typecheck import PositiveInt, Probability
+from contrastive.typecheck import PositiveInt, PositiveRange, Probability, Seed
 
 
 def blur_radius(side, kernel_size=None):
@@ -83,10 +83,10 @@ class RandomGaussianBlur(Augmenter):
     def __init__(
         self,
         p: Probability = 0.5,
-        sigma: tuple[float, float] = (0.1, 2.0),
+        sigma: PositiveRange = (0.1, 2.0),
         kernel_size: PositiveInt | None = None,
         padding: Literal["zero", "reflect"] = "zero",
-        seed: int | None = None,
+        seed: Seed | None = None,
         **kwargs,
     ):
         super().__init__(seed=seed, **kwargs)

@@ -19,7 +19,7 @@ from keras import ops
 
 from contrastive.augmenters._base import Augmenter, bernoulli, per_image, uniform
 from contrastive.registry import register
-from contrastive.typecheck import NonNegativeFloat, Probability
+from contrastive.typecheck import NonNegativeFloat, Probability, Seed
 
 GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)  # tf.image.rgb_to_grayscale
 BRIGHTNESS, CONTRAST, SATURATION, HUE = 0, 1, 2, 3
@@ -174,7 +174,7 @@ class ColorJitter(Augmenter):
         hue: NonNegativeFloat | None = None,
         p: Probability = 0.8,
         random_order: bool = True,
-        seed: int | None = None,
+        seed: Seed | None = None,
         **kwargs,
     ):
         super().__init__(seed=seed, **kwargs)
@@ -220,7 +220,7 @@ class RandomGrayscale(Augmenter):
 
     channels = 3
 
-    def __init__(self, p: Probability = 0.2, seed: int | None = None, **kwargs):
+    def __init__(self, p: Probability = 0.2, seed: Seed | None = None, **kwargs):
         super().__init__(seed=seed, **kwargs)
         self.p = p
 

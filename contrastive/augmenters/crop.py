@@ -8,7 +8,7 @@ from keras import ops
 
 from contrastive.augmenters._base import Augmenter, check_pair, log_uniform
 from contrastive.registry import register
-from contrastive.typecheck import PositiveInt
+from contrastive.typecheck import FractionRange, PositiveRange, Seed, Width
 
 # Candidate boxes drawn per image; the first that fits is kept (torchvision
 # tries 10, the official TF op up to 100). If none fits, the whole image is
@@ -142,12 +142,12 @@ class RandomResizedCrop(Augmenter):
 
     def __init__(
         self,
-        height: PositiveInt | None = None,
-        width: PositiveInt | None = None,
-        scale: tuple[float, float] = (0.08, 1.0),
-        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        height: Width | None = None,
+        width: Width | None = None,
+        scale: FractionRange = (0.08, 1.0),
+        ratio: PositiveRange = (3 / 4, 4 / 3),
         interpolation: Literal["bilinear", "bicubic"] = "bicubic",
-        seed: int | None = None,
+        seed: Seed | None = None,
         **kwargs,
     ):
         super().__init__(seed=seed, **kwargs)

@@ -4,7 +4,7 @@ from keras import ops
 
 from contrastive.augmenters._base import Augmenter, bernoulli, per_image
 from contrastive.registry import register
-from contrastive.typecheck import Probability
+from contrastive.typecheck import Probability, Seed
 
 
 def apply_flip(images, flip):
@@ -23,7 +23,7 @@ class RandomFlip(Augmenter):
         seed: seeds the random draws.
     """
 
-    def __init__(self, p: Probability = 0.5, seed: int | None = None, **kwargs):
+    def __init__(self, p: Probability = 0.5, seed: Seed | None = None, **kwargs):
         super().__init__(seed=seed, **kwargs)
         self.p = p
 

@@ -9,7 +9,14 @@ from contrastive.augmenters.crop import RandomResizedCrop
 from contrastive.augmenters.flip import RandomFlip
 from contrastive.augmenters.solarize import RandomSolarize
 from contrastive.registry import register
-from contrastive.typecheck import NonNegativeFloat, PositiveInt, Probability
+from contrastive.typecheck import (
+    FractionRange,
+    NonNegativeFloat,
+    PositiveRange,
+    Probability,
+    Seed,
+    Width,
+)
 
 # The paper's settings. imagenet: Section 3 / Appendix A; cifar10: Appendix
 # B.9 (colour strength 0.5, no blur). Everything else is shared.
@@ -75,19 +82,19 @@ class SimCLRAugment(Augmenter):
     def __init__(
         self,
         preset: Literal["cifar10", "imagenet"] = "imagenet",
-        size: PositiveInt | None = None,
+        size: Width | None = None,
         strength: NonNegativeFloat | None = None,
-        crop_scale: tuple[float, float] | None = None,
-        crop_ratio: tuple[float, float] | None = None,
+        crop_scale: FractionRange | None = None,
+        crop_ratio: PositiveRange | None = None,
         interpolation: Literal["bilinear", "bicubic"] | None = None,
         flip_probability: Probability | None = None,
         jitter_probability: Probability | None = None,
         grayscale_probability: Probability | None = None,
         blur: bool | None = None,
         blur_probability: Probability | None = None,
-        blur_sigma: tuple[float, float] | None = None,
+        blur_sigma: PositiveRange | None = None,
         solarize_probability: Probability | None = None,
-        seed: int | None = None,
+        seed: Seed | None = None,
         **kwargs,
     ):
         super().__init__(seed=seed, **kwargs)
@@ -110,10 +117,11 @@ class SimCLRAugment(Augmenter):
         )
         self.overrides = {k: v for k, v in given.items() if v is not None}
         self.settings = {**COMMON, **PRESETS[preset], **self.overrides}
-        st = self.settings
+        self._make_stages(self.settings, size, seed)
 
-        def sub(i):
-            return None if seed is None else seed * 16 + i
+    def _make_stages(self, st, size, seed):
+        def sub(i):  # each stage's own seed, within what every backend accepts
+            return None if seed is None else (seed * 16 + i) % 2**32
 
         self.crop = RandomResizedCrop(
             height=size, width=size, scale=st["crop_scale"], ratio=st["crop_ratio"],

@@ -4,7 +4,7 @@ from keras import ops
 
 from contrastive.augmenters._base import Augmenter, bernoulli, per_image
 from contrastive.registry import register
-from contrastive.typecheck import Probability
+from contrastive.typecheck import Probability, Seed
 
 
 def apply_solarize(images, threshold, apply=None):
@@ -37,7 +37,7 @@ class RandomSolarize(Augmenter):
         self,
         p: Probability = 0.2,
         threshold: Probability = 0.5,
-        seed: int | None = None,
+        seed: Seed | None = None,
         **kwargs,
     ):
         super().__init__(seed=seed, **kwargs)

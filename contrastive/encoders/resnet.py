@@ -37,7 +37,7 @@ from typing import Literal
 import keras
 
 from contrastive.registry import register
-from contrastive.typecheck import PositiveInt
+from contrastive.typecheck import Width
 
 BATCH_NORM_MOMENTUM = 0.9
 BATCH_NORM_EPSILON = 1e-5
@@ -233,7 +233,7 @@ class ResNet(keras.layers.Layer):
         width_multiplier: Literal[1, 2, 4] = 1,
         cifar_stem: bool | None = None,
         zero_init_residual: bool = True,
-        base_width: PositiveInt = 64,
+        base_width: Width = 64,
         **kwargs,
     ):
         super().__init__(**kwargs)

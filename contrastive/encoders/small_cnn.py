@@ -1,9 +1,11 @@
 """A small convolutional encoder for quick runs and tests."""
 
+from typing import Annotated
+
 import keras
 
 from contrastive.registry import register
-from contrastive.typecheck import PositiveInt
+from contrastive.typecheck import Length, Width
 
 
 @register("encoders", "small_cnn")
@@ -17,7 +19,7 @@ class SmallCNN(keras.layers.Layer):
     Returns h of shape `(B, widths[-1])`.
     """
 
-    def __init__(self, widths: tuple[PositiveInt, ...] = (32, 64, 128), **kwargs):
+    def __init__(self, widths: Annotated[tuple[Width, ...], Length(1)] = (32, 64, 128), **kwargs):
         super().__init__(**kwargs)
         self.widths = tuple(widths)
         self.blocks = []

@@ -10,7 +10,7 @@ Dense layer itself has a bias only without batch norm.
 import keras
 
 from contrastive.registry import register
-from contrastive.typecheck import PositiveInt
+from contrastive.typecheck import Width
 
 BATCH_NORM_MOMENTUM = 0.9
 BATCH_NORM_EPSILON = 1e-5
@@ -81,7 +81,7 @@ class LinearHead(keras.layers.Layer):
         batch_norm: batch norm on z.
     """
 
-    def __init__(self, output_dim: PositiveInt = 128, batch_norm: bool = True, **kwargs):
+    def __init__(self, output_dim: Width = 128, batch_norm: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.output_dim = output_dim
         self.batch_norm = batch_norm

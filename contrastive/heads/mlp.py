@@ -1,10 +1,12 @@
 """The non-linear projection head g of SimCLR."""
 
+from typing import Annotated
+
 import keras
 
 from contrastive.heads.linear import LinearUnit
 from contrastive.registry import register
-from contrastive.typecheck import PositiveInt
+from contrastive.typecheck import Range, Width
 
 
 @register("heads", "mlp")
@@ -29,9 +31,9 @@ class MLPHead(keras.layers.Layer):
 
     def __init__(
         self,
-        num_layers: PositiveInt = 2,
-        hidden_dim: PositiveInt | None = None,
-        output_dim: PositiveInt = 128,
+        num_layers: Annotated[int, Range(1, 16)] = 2,
+        hidden_dim: Width | None = None,
+        output_dim: Width = 128,
         batch_norm: bool = True,
         **kwargs,
     ):

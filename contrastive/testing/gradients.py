@@ -20,7 +20,8 @@ def value_and_grad(fn, *arrays, jit=False):
             as they are).
 
     Returns:
-        `(value, [gradient of each argument])`.
+        `(value, [gradient of each argument])`; zeros for an argument the
+        value does not depend on.
     """
     import keras
 
@@ -37,7 +38,8 @@ def value_and_grad(fn, *arrays, jit=False):
 
         inputs = [torch.tensor(a, requires_grad=True) for a in arrays]
         value = fn(*inputs)
-        grads = torch.autograd.grad(value, inputs)
+        grads = torch.autograd.grad(value, inputs, allow_unused=True)
+        grads = [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
         return value.detach().cpu().numpy(), [g.detach().cpu().numpy() for g in grads]
     if backend == "tensorflow":
         import tensorflow as tf
@@ -45,5 +47,6 @@ def value_and_grad(fn, *arrays, jit=False):
         inputs = [tf.Variable(a) for a in arrays]
         with tf.GradientTape() as tape:
             value = fn(*inputs)
-        return value.numpy(), [g.numpy() for g in tape.gradient(value, inputs)]
+        grads = tape.gradient(value, inputs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return value.numpy(), [g.numpy() for g in grads]
     raise NotImplementedError(f"no gradient for the {backend} backend")

@@ -25,16 +25,11 @@ def train(spec, out=None, log=print, resume=False):
     finite (the last good checkpoint is kept) and `LaunchRequired` for a
     torch run that needs torchrun.
     """
-    from contrastive.distribute import from_spec
     from contrastive.run import Run
     from contrastive.spec import load_spec
 
     spec = load_spec(spec)
-    distribution = from_spec(spec.distribute)
-    distribution.check_batch_size(spec.train.batch_size)
-    if distribution.needs_launch:
-        raise LaunchRequired(f"this run has {distribution.num_replicas} processes; start it with "
-                             "torchrun (`contrastive train` prints the command)")
+    distribution = _distribution(spec)
     run_dir = RunDir.open(out or spec.output.dir or default_path(spec), distribution.is_chief,
                           resume)
     state = run_dir.state() if resume else None
@@ -57,6 +52,17 @@ def train(spec, out=None, log=print, resume=False):
         results = _results(spec, parts, history, seconds, first_epoch, schedule, run_dir, log)
         run_dir.finish(spec, parts, results)
     return Run(run_dir.path, chief=run_dir.writes)
+
+
+def _distribution(spec):
+    from contrastive.distribute import from_spec
+
+    distribution = from_spec(spec.distribute)
+    distribution.check_batch_size(spec.train.batch_size)
+    if distribution.needs_launch:
+        raise LaunchRequired(f"this run has {distribution.num_replicas} processes; start it with "
+                             "torchrun (`contrastive train` prints the command)")
+    return distribution
 
 
 def resume(run_dir, log=print):
