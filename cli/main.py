@@ -8,6 +8,8 @@ import importlib
 import os
 import pkgutil
 import sys
+import traceback
+import warnings
 
 import click
 
@@ -48,23 +50,29 @@ _add_commands()
 
 
 def main(argv=None):
-    """Runs the application; turns contrastive's errors into exit code 2."""
+    """Runs the application; turns contrastive's errors into exit code 2
+    (with `--debug`, after the traceback)."""
     from contrastive.errors import ContrastiveError
 
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    warnings.formatwarning = _one_line_warning
     try:
+        _check_backend_variable()
         app.main(args=argv, prog_name="contrastive", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)
     except click.ClickException as exc:
-        exc.show()
+        hint = ""
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            hint = f" (see '{exc.ctx.command_path} --help')"
+        click.echo(f"error: {_one_line(exc.format_message())}{hint}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except ContrastiveError as exc:
         if debug:
-            raise
+            traceback.print_exc()
         click.echo(f"error: {_one_line(exc)}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
@@ -80,6 +88,21 @@ def main(argv=None):
 
 def _one_line(exc):
     return " ".join(str(exc).split())
+
+
+def _one_line_warning(message, category, filename, lineno, line=None):
+    """Warnings as `warning: <message>` on one line, without the source."""
+    del category, filename, lineno, line
+    return f"warning: {' '.join(str(message).split())}\n"
+
+
+def _check_backend_variable():
+    from contrastive.errors import SpecError
+
+    backend = os.environ.get("KERAS_BACKEND")
+    if backend is not None and backend not in BACKENDS:
+        raise SpecError(f"expected one of {', '.join(BACKENDS)}, received {backend!r}",
+                        file="KERAS_BACKEND")
 
 
 if __name__ == "__main__":

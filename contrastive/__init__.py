@@ -36,6 +36,7 @@ _LAZY = {
     "evaluate": "contrastive.evaluation",
     "SimCLR": "contrastive.model",
     "Run": "contrastive.run",
+    "load_encoder": "contrastive.run",
 }
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "build",
     "evaluate",
     "get_registry",
+    "load_encoder",
     "load_spec",
     "register",
     "resume",

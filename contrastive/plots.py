@@ -1,6 +1,7 @@
 """A PNG of a run's training curves, from its metrics.csv."""
 
 import csv
+import math
 import pathlib
 
 
@@ -22,7 +23,9 @@ def plot_metrics(csv_path, png_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = [c for c in rows[0] if c not in ("epoch", "learning_rate")]
+    columns = plotted_columns(rows)
+    if not columns:
+        return None
     epochs = [int(r["epoch"]) + 1 for r in rows]
     fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3), squeeze=False)
     for ax, column in zip(axes[0], columns):
@@ -35,6 +38,13 @@ def plot_metrics(csv_path, png_path):
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
     return pathlib.Path(png_path)
+
+
+def plotted_columns(rows):
+    """The metric columns of `rows` (from `metrics.csv`) with at least one
+    value; the epoch and learning rate are left out."""
+    return [c for c in rows[0] if c not in ("epoch", "learning_rate")
+            and any(math.isfinite(_number(r[c])) for r in rows)]
 
 
 def _number(text):

@@ -78,16 +78,34 @@ class Run:
         Raises:
             SpecError: the run has not saved that model.
         """
-        import keras
-
-        import contrastive.encoders  # noqa: F401 (registers the classes the file names)
-        import contrastive.heads  # noqa: F401
-
         file = self.path / ENCODERS[start]
         if not file.exists():
             raise SpecError(f"{self.path}: expected a finished run directory with {file.name}",
                             "--run")
-        return keras.saving.load_model(file)
+        return load_encoder(file)
+
+
+def load_encoder(path):
+    """Loads a saved encoder (`encoder.keras`, `encoder_head1.keras`) as a
+    Keras model, on any backend.
+
+    The file names contrastive's layer classes, which Keras finds once they
+    are registered: this imports them (and the installed plugins' encoders
+    and heads), then calls `keras.saving.load_model`. Without it, import
+    `contrastive.encoders` and `contrastive.heads` before `load_model`.
+    """
+    import keras
+
+    from contrastive.registry import get_registry
+
+    for kind in ("encoders", "heads"):
+        registry = get_registry(kind)
+        for name in registry.names():
+            try:
+                registry.get(name)
+            except Exception:  # noqa: BLE001 (a broken plugin is not this file's)
+                continue
+    return keras.saving.load_model(path)
 
 
 def _number(text):

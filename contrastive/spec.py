@@ -31,9 +31,30 @@ from contrastive.typecheck import (
     received,
 )
 
+MAX_DEPTH = 32  # nesting deeper than any spec needs; deeper is refused
+
+
 class SpecLoader(yaml.SafeLoader):
     """PyYAML's safe loader, reading `1e-4` as a number as YAML 1.2 does
-    (YAML 1.1 wants `1.0e-4` and would give the string "1e-4")."""
+    (YAML 1.1 wants `1.0e-4` and would give the string "1e-4"), and
+    refusing a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+                seen[key] = key_node.start_mark.line + 1
+            except TypeError:  # an unhashable key: PyYAML reports it below
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None,
+                    f"duplicate key '{key}' (first on line {first})",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
 
 
 SpecLoader.add_implicit_resolver(
@@ -263,7 +284,7 @@ def read_file(path):
         if suffix == ".toml":
             data = tomllib.loads(text)
         elif suffix == ".json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_json_keys)
         elif suffix in (".yaml", ".yml"):
             data = load_yaml(text)
         else:
@@ -271,6 +292,13 @@ def read_file(path):
                 f"expected a .yaml, .yml, .toml or .json file, received '{path.suffix}'",
                 file=str(path),
             )
+    except RecursionError:
+        raise SpecError(f"nested deeper than {MAX_DEPTH} levels", file=str(path)) from None
+    except SpecError as exc:  # a duplicate JSON key: name its lines
+        key = exc.message.split("'")[1]
+        lines = [str(i) for i, line in enumerate(text.splitlines(), 1) if f'"{key}"' in line]
+        where = f"lines {', '.join(lines)}: " if lines else ""
+        raise SpecError(where + exc.message, file=str(path)) from None
     except yaml.YAMLError as exc:
         raise SpecError(_yaml_message(exc, "YAML"), file=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
@@ -287,7 +315,28 @@ def read_file(path):
             f"expected a mapping of sections at the top level, received {received(data)}",
             file=str(path),
         )
+    check_depth(data)
     return data
+
+
+def _unique_json_keys(pairs):
+    keys = [key for key, _ in pairs]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise SpecError(f"duplicate key '{key}' in one object")
+    return dict(pairs)
+
+
+def check_depth(value, path="", depth=0):
+    """Raises SpecError where `value` nests deeper than `MAX_DEPTH`."""
+    if depth > MAX_DEPTH:
+        raise SpecError(f"nested deeper than {MAX_DEPTH} levels", path)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_depth(item, f"{path}.{key}" if path else str(key), depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_depth(item, f"{path}[{index}]", depth + 1)
 
 
 def _yaml_message(exc, what):
@@ -300,6 +349,10 @@ def _yaml_message(exc, what):
 def apply_overrides(data, overrides):
     """Applies `KEY.PATH=VALUE` overrides (values typed as YAML) in place.
 
+    A mapping given for a key that holds a mapping is merged into it (so
+    `--set train={epochs: 1}` keeps the section's other keys), unless it
+    names another component (`name`), which then replaces it whole.
+
     Returns:
         The set of overridden key paths.
 
@@ -309,16 +362,7 @@ def apply_overrides(data, overrides):
     """
     paths = set()
     for item in overrides or ():
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise SpecError(
-                f"expected KEY.PATH=VALUE, received {received(item)}", file="--set"
-            )
-        try:
-            value = load_yaml(raw) if raw.strip() else None
-        except yaml.YAMLError as exc:
-            raise SpecError(_yaml_message(exc, "YAML value"), key, file="--set") from None
+        key, value = _parse_override(item)
         parts = key.split(".")
         node = data
         for i, part in enumerate(parts[:-1]):
@@ -333,9 +377,38 @@ def apply_overrides(data, overrides):
                     file="--set",
                 )
             node = child
-        node[parts[-1]] = value
+        node[parts[-1]] = _merged(node.get(parts[-1]), value)
         paths.add(key)
     return paths
+
+
+def _parse_override(item):
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise SpecError(f"expected KEY.PATH=VALUE, received {received(item)}", file="--set")
+    try:
+        value = load_yaml(raw) if raw.strip() else None
+    except (yaml.YAMLError, RecursionError) as exc:
+        message = _yaml_message(exc, "YAML value") if isinstance(exc, yaml.YAMLError) else (
+            f"nested deeper than {MAX_DEPTH} levels")
+        raise SpecError(message, key, file="--set") from None
+    try:
+        check_depth(value, key)
+    except SpecError as exc:
+        raise exc.with_file("--set") from None
+    return key, value
+
+
+def _merged(old, new):
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return new
+    if "name" in new and new["name"] != old.get("name"):
+        return new
+    merged = dict(old)
+    for key, value in new.items():
+        merged[key] = _merged(old.get(key), value)
+    return merged
 
 
 def load_spec(source, overrides=()):

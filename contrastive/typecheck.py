@@ -84,8 +84,10 @@ PositiveInt = Annotated[int, Range(1, None)]
 NonNegativeInt = Annotated[int, Range(0, None)]
 # Seeds every backend accepts (JAX's keys hold 32 bits).
 Seed = Annotated[int, Range(0, 2**32 - 1)]
-# A layer's width: beyond this, a backend fails to allocate rather than say so.
-Width = Annotated[int, Range(1, 1 << 16)]
+# A layer's width or an image side. Beyond this a 3x3 convolution between two
+# such layers no longer fits in memory, and the backends abort rather than
+# say so.
+Width = Annotated[int, Range(1, 8192)]
 # `[low, high]` ranges: of positive numbers, and of shares in (0, 1].
 PositiveRange = Annotated[tuple[PositiveFloat, PositiveFloat], Ordered()]
 FractionRange = Annotated[

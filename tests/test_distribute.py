@@ -117,5 +117,19 @@ def test_torch_launch_command():
     dist = TorchDistribution(devices=2)
     assert dist.needs_launch and dist.num_replicas == 2
     assert dist.launch_command(["train", "spec.yaml"]) == (
-        "torchrun --standalone --nproc_per_node=2 -m contrastive_cli.main train spec.yaml"
+        "torchrun --standalone --nproc_per_node=2 -m contrastive_cli.main --backend torch train spec.yaml"
     )
+
+
+def test_the_backend_of_keras_json_is_the_one_checked(tmp_path):
+    # Without KERAS_BACKEND, Keras reads keras.json: check-distributed must
+    # configure that backend's devices (here the current one's).
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": BACKEND}))
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env["KERAS_HOME"] = str(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "contrastive_cli.main", "check-distributed",
+                           "--devices", "2", "--json"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout[done.stdout.index("{"):])
+    assert report["backend"] == BACKEND and report["passed"]

@@ -4,6 +4,7 @@ logical CPUs, torch DDP over 2 gloo processes started by torchrun."""
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -78,8 +79,13 @@ def test_torch_ddp_prints_then_runs_under_torchrun(backend, spec_file, tmp_path)
                              capture_output=True, text=True, timeout=300)
     assert printed.returncode == 2
     command = printed.stderr.split("start it with: ", 1)[1].strip()
-    assert command.startswith("torchrun --standalone --nproc_per_node=2 -m contrastive_cli.main train")
+    assert command.startswith("torchrun --standalone --nproc_per_node=2 -m contrastive_cli.main --backend torch train")
     assert not run.exists()
-    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-          "-m", "contrastive_cli.main", *args])
+    launcher, *rest = shlex.split(command)  # the printed command, run as printed
+    assert launcher == "torchrun"
+    # Without KERAS_BACKEND: the command itself must choose torch.
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", *rest],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
     _check_run(run)

@@ -32,7 +32,8 @@ def run_dir(tmp_path_factory):
     np.savez(root / "tiny.npz", images=images, labels=labels)
     np.savez(root / "tiny_test.npz", images=images[:12], labels=labels[:12])
     spec = tiny_spec(root / "tiny.npz", output={"tensorboard": False, "plot": False},
-                     eval={"knn": {"enabled": False}, "linear": {"enabled": False}})
+                     eval={"knn": {"enabled": False, "k": 7, "temperature": 0.2},
+                           "linear": {"enabled": False, "epochs": 3}})
     train(resolve(spec), out=root / "run", log=lambda line: None)
     return root / "run"
 
@@ -58,6 +59,36 @@ def test_eval_table_and_bad_run(capsys, run_dir, tmp_path):
     assert out.splitlines()[0].split() == ["protocol", "knn"] and "accuracy" in out
     code, _, err = cli(capsys, "eval", "knn", "--run", str(tmp_path))
     assert code == 2 and "expected a finished run directory" in err
+
+
+def test_eval_defaults_come_from_the_run_and_options_win(capsys, run_dir):
+    code, out, err = cli(capsys, "eval", "knn", "--run", str(run_dir), "--json")
+    assert code == 0, err
+    assert (json.loads(out)["k"], json.loads(out)["temperature"]) == (7, 0.2)
+    code, out, _ = cli(capsys, "eval", "knn", "--run", str(run_dir), "--json", "--k", "5")
+    assert json.loads(out)["k"] == 5
+    code, out, _ = cli(capsys, "eval", "linear", "--run", str(run_dir), "--json")
+    assert json.loads(out)["epochs"] == 3
+
+
+def test_data_of_another_image_size_is_one_line(capsys, run_dir):
+    code, _, err = cli(capsys, "eval", "knn", "--run", str(run_dir),
+                       "--data", "{name: digits, size: 8}")
+    assert code == 2 and err.count("\n") == 1
+    assert "--data: expected images of shape (16, 16, 3)" in err and "(8, 8, 3)" in err
+
+
+def test_the_encoder_loads_in_a_fresh_process(run_dir):
+    import subprocess
+    import sys
+
+    code = ("import contrastive, numpy as np; "
+            f"m = contrastive.load_encoder({str(run_dir / 'encoder.keras')!r}); "
+            "print(tuple(m(np.zeros((2, 16, 16, 3), 'float32')).shape))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("(2, 8)")
 
 
 def test_embed_writes_representations(capsys, run_dir, tmp_path):

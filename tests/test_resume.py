@@ -110,3 +110,75 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     assert str(run / "checkpoints" / "epoch-0002.weights.h5") in message
     assert json.loads((run / "checkpoint.json").read_text())["epoch"] == 2
     assert os.path.exists(run / "checkpoints" / "epoch-0002.weights.h5")
+
+
+@pytest.fixture
+def three_epochs(tiny_arrays, tmp_path):
+    """A finished 3-epoch run with a checkpoint every epoch, and the same
+    run's spec; returns (run directory, spec mapping)."""
+    data = _resume_spec(tiny_arrays, 3)
+    run = tmp_path / "run"
+    train(resolve(data), out=run, log=lambda line: None)
+    return run, data
+
+
+def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(three_epochs, tmp_path):
+    run, data = three_epochs
+    straight = tmp_path / "straight"
+    train(resolve(data), out=straight, log=lambda line: None)
+    newest = run / "checkpoints" / "epoch-0003.weights.h5"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    with pytest.warns(UserWarning, match=r"epoch-0003\.weights\.h5: .*truncated"):
+        results = resume(run, log=lambda line: None).results
+    assert results["epochs"] == 3
+    for resumed, uninterrupted in zip(_weights(run), _weights(straight), strict=True):
+        np.testing.assert_allclose(resumed, uninterrupted, rtol=1e-5, atol=1e-6)
+    assert (run / "checkpoints" / "epoch-0002.weights.h5").exists()
+
+
+def test_a_damaged_or_missing_state_file_falls_back_to_the_records(three_epochs):
+    run, _ = three_epochs
+    (run / "checkpoint.json").write_text("")
+    with pytest.warns(UserWarning, match=r"checkpoint\.json: unreadable checkpoint state"):
+        assert resume(run, log=lambda line: None).results["epochs"] == 3
+    (run / "checkpoint.json").unlink()
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert resume(run, log=lambda line: None).results["epochs"] == 3
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+
+
+def test_no_intact_checkpoint_is_one_line_and_deletes_nothing(three_epochs, capsys):
+    from contrastive_cli.main import main
+
+    run, _ = three_epochs
+    for name in ("epoch-0002.weights.h5", "epoch-0003.weights.h5"):
+        path = run / "checkpoints" / name
+        path.write_bytes(b"\0" * path.stat().st_size)  # the right size, the wrong bytes
+    files = sorted(p.name for p in (run / "checkpoints").iterdir())
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--resume", str(run)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and err[-1].startswith("error: ")
+    assert "no intact checkpoint" in err[-1] and "epoch-0002.weights.h5" in err[-1]
+    assert "SHA-256 differs" in err[-1]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == files
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_can_be_rerun(
+        tiny_arrays, tmp_path, failing_encoder, capsys):
+    from contrastive_cli.main import main
+
+    data = tiny_spec(tiny_arrays, encoder={"name": "fails_later", "after": 0},
+                     train={"batch_size": 16, "epochs": 2, "steps_per_epoch": 2, "verbose": 0},
+                     output=QUIET_OUTPUT, eval=NO_EVAL)
+    file = tmp_path / "spec.yaml"
+    file.write_text(yaml.safe_dump(data))
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as info:
+        main(["train", str(file), "--out", str(run)])
+    assert info.value.code == 1 and "loss became nan" in capsys.readouterr().err
+    assert not run.exists()
+    with pytest.raises(SystemExit) as info:
+        main(["train", str(file), "--out", str(run), "--set", "encoder.after=100"])
+    assert info.value.code == 0, capsys.readouterr().err
+    assert (run / "results.json").exists()

@@ -14,7 +14,6 @@ import sys
 
 import numpy as np
 import keras
-import pytest
 
 from contrastive.registry import build
 

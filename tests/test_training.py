@@ -75,3 +75,40 @@ def test_batches_are_full_shuffled_and_reproducible():
     assert not np.array_equal(epoch0, epoch1)
     again = ShuffledBatches((images,), 4, seed=3, steps_per_epoch=2, first_epoch=1)
     assert np.array_equal(np.concatenate([again[i][0].ravel() for i in range(2)]), epoch1)
+
+
+def test_curves_leave_out_metrics_without_values(tmp_path):
+    from contrastive.plots import plotted_columns
+
+    rows = [{"epoch": "0", "loss": "5.1", "val_loss": "NA", "learning_rate": "0.1"},
+            {"epoch": "1", "loss": "4.9", "val_loss": "", "learning_rate": "0.1"}]
+    assert plotted_columns(rows) == ["loss"]
+
+
+def test_unreadable_images_are_one_warning_line(tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    root = tmp_path / "images"
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(np.full((8, 8, 3), 20 * i, np.uint8)).save(root / c / f"{i}.png")
+    (root / "a" / "broken.png").write_bytes(b"not a png")
+    spec = {"data": {"name": "image_folder", "path": str(root), "size": 8, "cache": False},
+            "encoder": {"name": "small_cnn", "widths": [4]}, "augment": None,
+            "head": {"name": "mlp", "output_dim": 4},
+            "train": {"batch_size": 8, "epochs": 1, "verbose": 0, "input": "memory"},
+            "eval": {"knn": {"enabled": False}, "linear": {"enabled": False}},
+            "output": {"tensorboard": False, "plot": False, "save_encoder": False}}
+    file = tmp_path / "spec.json"
+    file.write_text(json.dumps(spec))
+    done = subprocess.run([sys.executable, "-m", "contrastive_cli.main", "train", str(file),
+                           "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    warned = [line for line in done.stderr.splitlines() if "unreadable" in line]
+    assert warned == [f"warning: skipped 1 unreadable image(s): {root / 'a' / 'broken.png'} "
+                      "(not an image PIL can read)"]

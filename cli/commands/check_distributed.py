@@ -27,7 +27,9 @@ def command(ctx, devices, no_sync, no_gather, as_json):
     global batch on one device: prints both losses, the largest relative
     gradient and batch-norm statistic differences; exits 0 when they agree
     within tolerance, 1 when they do not."""
-    backend = os.environ.get("KERAS_BACKEND", "jax")
+    from contrastive.distribute.base import configured_backend
+
+    backend = configured_backend()
     if devices is None:
         devices = 4 if backend == "jax" else 2
     if not _devices_ready(backend, devices):

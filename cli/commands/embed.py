@@ -18,6 +18,7 @@ def command(run_dir, data, split, out, labels_out):
 
     from contrastive.errors import SpecError
     from contrastive.evaluation import features_of
+    from contrastive.evaluation.features import check_image_shape
     from contrastive.registry import build
     from contrastive.run import Run
     from contrastive.training.inputs import load_split
@@ -30,6 +31,7 @@ def command(run_dir, data, split, out, labels_out):
     if split not in dataset.splits:
         raise SpecError(f"expected one of {', '.join(dataset.splits)}, received '{split}'", "--split")
     arrays = load_split(dataset, spec.train.input, split)[1]
+    check_image_shape(encoder, arrays, "--data" if data else "data")
     features = features_of(encoder, arrays)
     np.save(out, features)
     if labels_out and arrays.labels is not None:

@@ -11,7 +11,8 @@ run_option = click.option(
 )
 data_option = click.option(
     "--data", default=None, metavar="YAML",
-    help="A dataset mapping replacing the run's data, e.g. '{name: digits, size: 16}'.",
+    help="A dataset mapping replacing the run's data, e.g. '{name: digits, test_fraction: 0.5}'; "
+         "its images must have the size the encoder was trained on.",
 )
 
 

@@ -2,6 +2,8 @@
 
 import click
 
+from contrastive.errors import SpecError
+
 from contrastive_cli.options import set_option, spec_argument
 
 
@@ -11,9 +13,14 @@ from contrastive_cli.options import set_option, spec_argument
 @click.option("--print", "show", is_flag=True, help="Print the resolved spec.")
 def command(spec, overrides, show):
     """Check SPEC (YAML, TOML or JSON) and its overrides; exit 2 on a problem."""
+    from contrastive.preflight import check
     from contrastive.spec import load_spec
 
     resolved = load_spec(spec, overrides)
+    try:
+        check(resolved)
+    except SpecError as exc:
+        raise exc.with_file(spec) from None
     if show:
         click.echo(resolved.to_yaml(), nl=False)
     else:

@@ -1,6 +1,7 @@
 """Images and labels from `.npz` or `.npy` files."""
 
 import pathlib
+import zipfile
 
 import numpy as np
 
@@ -36,6 +37,24 @@ class ArrayFiles(Dataset):
         self.images_key = images_key
         self.labels_key = labels_key
         self.splits = ("train", "test") if test_path else ("train",)
+
+    def count(self, split="train"):
+        """The images' count from the array header (nothing decompressed)."""
+        self.check_split(split)
+        path = pathlib.Path(self.test_path if split == "test" else self.path)
+        if not path.exists():
+            raise DataError(f"{path}: no such file")
+        try:
+            if path.suffix == ".npz":
+                with zipfile.ZipFile(path) as archive, \
+                        archive.open(f"{self.images_key}.npy") as member:
+                    return _header_rows(member)
+            with open(path, "rb") as member:
+                return _header_rows(member)
+        except KeyError:
+            raise DataError(f"{path}: expected an array named '{self.images_key}'") from None
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise DataError(f"{path}: cannot read as .npy/.npz: {exc}") from None
 
     def load(self, split="train"):
         self.check_split(split)
@@ -75,3 +94,12 @@ class ArrayFiles(Dataset):
                 )
             labels = labels.astype(np.int32)
         return Arrays(images, labels)
+
+
+def _header_rows(stream):
+    """The first dimension of the `.npy` array `stream` holds."""
+    major, _ = np.lib.format.read_magic(stream)
+    read = (np.lib.format.read_array_header_1_0 if major == 1
+            else np.lib.format.read_array_header_2_0)
+    shape, _, _ = read(stream)
+    return shape[0] if shape else 0

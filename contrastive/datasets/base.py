@@ -130,6 +130,17 @@ class Dataset:
             "cannot stream; use train.input: memory or device"
         )
 
+    def count(self, split="train"):
+        """How many images `split` holds, found cheaply (listing files,
+        reading headers) so that a spec can be checked before training; None
+        where only `load` can tell.
+
+        Raises:
+            DataError: the data source is missing or unreadable.
+        """
+        del split
+        return None
+
     @property
     def needs_download(self):
         """Whether `load` would fetch the data from the network."""

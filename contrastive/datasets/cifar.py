@@ -47,6 +47,13 @@ class _Cifar(Dataset):
             on_error=self.on_error,
         ).files("train", check=check)
 
+    def count(self, split="train"):
+        self.check_split(split)
+        if self.path is None:
+            return None
+        return ImageFolder(str(self._local(split)), size=32,
+                           limit_per_class=self.limit_per_class).count("train")
+
     @property
     def can_stream(self):
         return self.path is not None

@@ -35,6 +35,14 @@ class Digits(Dataset):
         self.size = size
         self.test_fraction = test_fraction
 
+    def count(self, split="train"):
+        self.check_split(split)
+        from sklearn.datasets import load_digits
+
+        labels = load_digits().target
+        test = _stratified_mask(labels, self.test_fraction, seed=0)
+        return int(test.sum() if split == "test" else (~test).sum())
+
     def load(self, split="train"):
         self.check_split(split)
         from sklearn.datasets import load_digits

@@ -4,6 +4,7 @@ import concurrent.futures
 import io
 import os
 import pathlib
+import re
 import tarfile
 import warnings
 from typing import Literal
@@ -81,6 +82,24 @@ class ImageFolder(Dataset):
         if key is not None and not arrays.skipped:
             cache.store(key, arrays.images, arrays.labels, arrays.class_names)
         return arrays
+
+    def count(self, split="train"):
+        self.check_split(split)
+        root = pathlib.Path(self.test_path if split == "test" else self.path)
+        if not root.exists():
+            raise DataError(f"{root}: no such file or folder")
+        if root.is_dir():
+            items = [p for p in _folder_items(root) if p.name.lower().endswith(EXTENSIONS)]
+            return len(self._limit(items, lambda item: item.parent.name))
+        if root.name.endswith((".tar", ".tar.gz", ".tgz")):
+            try:
+                with tarfile.open(root) as archive:
+                    names = sorted(m.name for m in archive.getmembers()
+                                   if m.isfile() and m.name.lower().endswith(EXTENSIONS))
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                raise DataError(f"{root}: cannot read the archive: {exc}") from None
+            return len(self._limit(names, lambda name: pathlib.PurePosixPath(name).parent.name))
+        raise DataError(f"{root}: expected a folder of class folders or a .tar.gz archive")
 
     def files(self, split="train", check=True):
         """Returns the `Files` of `split`, for streaming.
@@ -196,7 +215,7 @@ class ImageFolder(Dataset):
                         image = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
                     return np.asarray(image, dtype=np.uint8), None
             except Exception as exc:  # noqa: BLE001 (any undecodable file)
-                return None, f"{shown} ({type(exc).__name__}: {exc})"
+                return None, f"{shown} ({_reason(exc)})"
 
         workers = min(8, os.cpu_count() or 1)
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
@@ -217,3 +236,11 @@ def _folder_items(root):
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         items.extend(sorted(p for p in class_dir.iterdir() if p.is_file()))
     return items
+
+
+def _reason(exc):
+    """Why a file could not be decoded, in words (no object reprs)."""
+    if isinstance(exc, Image.UnidentifiedImageError):
+        return "not an image PIL can read"
+    text = re.sub(r"<[^<>]* at 0x[0-9a-f]+>", "the file", str(exc)).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -210,10 +210,26 @@ def from_spec(section=None, backend=None):
     return TorchDistribution(**kwargs)
 
 
+def configured_backend():
+    """The backend Keras will load, found without importing it: as Keras
+    decides, `KERAS_BACKEND`, else `keras.json` (in `KERAS_HOME`, else
+    `~/.keras`), else tensorflow."""
+    import json
+
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json"), encoding="utf-8") as f:
+            return json.load(f).get("backend") or "tensorflow"
+    except (OSError, ValueError, AttributeError):
+        return "tensorflow"
+
+
 def available_devices(backend=None):
     """How many accelerators (else CPU devices) the backend sees now."""
     if backend is None:
-        backend = os.environ.get("KERAS_BACKEND", "jax")
+        backend = configured_backend()
     if backend == "jax":
         import jax
 

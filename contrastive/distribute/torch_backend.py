@@ -109,7 +109,7 @@ class TorchDistribution(Distribution):
             return None
         return shlex.join(
             ["torchrun", "--standalone", f"--nproc_per_node={self.num_replicas}",
-             "-m", "contrastive_cli.main", *argv]
+             "-m", "contrastive_cli.main", "--backend", "torch", *argv]
         )
 
     @property

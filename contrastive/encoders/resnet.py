@@ -32,12 +32,12 @@ The output is the pooled representation h (global average pooling), of width
 (ResNet-50/101/152).
 """
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import keras
 
 from contrastive.registry import register
-from contrastive.typecheck import Width
+from contrastive.typecheck import Range
 
 BATCH_NORM_MOMENTUM = 0.9
 BATCH_NORM_EPSILON = 1e-5
@@ -233,7 +233,7 @@ class ResNet(keras.layers.Layer):
         width_multiplier: Literal[1, 2, 4] = 1,
         cifar_stem: bool | None = None,
         zero_init_residual: bool = True,
-        base_width: Width = 64,
+        base_width: Annotated[int, Range(1, 1024)] = 64,
         **kwargs,
     ):
         super().__init__(**kwargs)

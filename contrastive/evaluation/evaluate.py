@@ -3,7 +3,7 @@ a finished run: kNN, linear, and semi-supervised fine-tuning."""
 
 from contrastive.errors import SpecError
 from contrastive.evaluation.data import evaluation_data
-from contrastive.evaluation.features import features_of
+from contrastive.evaluation.features import check_image_shape, features_of
 from contrastive.evaluation.knn import knn_accuracy
 from contrastive.evaluation.linear import linear_accuracy
 
@@ -73,6 +73,8 @@ def evaluate(run, protocol="knn", data=None, **options):
     settings = _settings(spec, protocol, options)
     encoder = run.encoder(settings.get("start", "h"))
     train, test = evaluation_data(spec, data)
+    for split in (train, test):
+        check_image_shape(encoder, split, "--data" if data is not None else "data")
     report = {"protocol": protocol, **settings, "train": len(train), "test": len(test)}
     if protocol == "finetune":
         from contrastive.evaluation.finetune import finetune_accuracy

@@ -20,6 +20,20 @@ def encode(encoder, images, batch_size=256):
     return np.concatenate(outputs, axis=0)
 
 
+def check_image_shape(encoder, data, key="data"):
+    """Raises SpecError unless `data`'s images have the shape the saved
+    `encoder` (a model with an input) takes."""
+    from contrastive.errors import SpecError
+
+    expected = tuple(encoder.inputs[0].shape[1:]) if getattr(encoder, "inputs", None) else None
+    if expected and None not in expected and tuple(data.image_shape) != expected:
+        raise SpecError(
+            f"expected images of shape {expected} (what the encoder was trained on), "
+            f"received {tuple(data.image_shape)}",
+            key,
+        )
+
+
 def features_of(encoder, data, batch_size=256):
     """Returns h for a dataset split (`Arrays`, or `Files` decoded batch by
     batch as they are encoded)."""

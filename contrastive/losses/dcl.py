@@ -2,7 +2,6 @@
 
 from typing import Literal
 
-from keras import ops
 
 from contrastive.losses.base import ContrastiveLoss, masked_logsumexp, positive_similarity
 from contrastive.registry import register

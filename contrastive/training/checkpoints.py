@@ -1,14 +1,27 @@
-"""Checkpoints of a run: the weights files, the state file that names the
-newest, written atomically, and the callback that writes both."""
+"""Checkpoints of a run: the weights files, a state record beside each, the
+state file that names the newest, and the callback that writes them.
 
+Each checkpoint is `checkpoints/epoch-NNNN.weights.h5` (model and optimizer
+weights) and `checkpoints/epoch-NNNN.json` (its state: the epoch, the
+weights file's size and SHA-256, and the random-generator states that
+`save_weights` leaves out); `checkpoint.json` is a copy of the newest
+state. Every file is written through a temporary file and a rename, so a
+crash at any moment leaves the previous checkpoint whole. Resuming takes
+the newest checkpoint whose weights file is intact (`newest_intact`).
+"""
+
+import hashlib
 import json
 import math
 import os
 import pathlib
+import re
 
 import keras
 
 STATE = "checkpoint.json"
+FOLDER = "checkpoints"
+_EPOCH = re.compile(r"^epoch-(\d+)\.json$")
 
 
 def write_json_atomically(path, data):
@@ -22,31 +35,95 @@ def write_json_atomically(path, data):
     os.replace(tmp, path)
 
 
-def read_state(run_dir):
-    """Returns the last checkpoint's state (`epoch`, `weights`) or None."""
-    path = pathlib.Path(run_dir) / STATE
-    if not path.exists():
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def digest(path):
+    """The SHA-256 of the file at `path`, in hex."""
+    hasher = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+def newest_intact(run_dir, warn=None):
+    """The state of the newest checkpoint whose weights file is intact, or
+    None when the run has no checkpoint.
+
+    Candidates, newest first: `checkpoint.json`, then the state record of
+    every checkpoint. A damaged state file or weights file is named through
+    `warn` (one line each) and passed over; nothing is deleted.
+
+    Raises:
+        SpecError: checkpoints exist and none is intact.
+    """
+    from contrastive.errors import SpecError
+
+    warn = warn or (lambda line: None)
+    run_dir = pathlib.Path(run_dir)
+    candidates, damaged = _candidates(run_dir, warn)
+    for state in candidates:
+        problem = _damage(run_dir, state)
+        if problem is None:
+            return state
+        damaged.append(f"{run_dir / state['weights']} ({problem})")
+        warn(f"{run_dir / state['weights']}: {problem}; trying an older checkpoint")
+    if damaged:
+        raise SpecError(f"{run_dir}: no intact checkpoint to resume from (damaged: "
+                        f"{'; '.join(damaged)})", "--resume")
+    return None
+
+
+def _candidates(run_dir, warn):
+    states, damaged = [], []
+    files = [run_dir / STATE]
+    records = sorted((run_dir / FOLDER).glob("epoch-*.json"), reverse=True)
+    files += [f for f in records if _EPOCH.match(f.name)]
+    for file in files:
+        if not file.exists():
+            continue
+        try:
+            state = json.loads(file.read_text(encoding="utf-8"))
+            state["epoch"], state["weights"], state["random_states"]  # noqa: B018
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            damaged.append(f"{file} ({type(exc).__name__})")
+            warn(f"{file}: unreadable checkpoint state ({type(exc).__name__}: {exc}); "
+                 "trying an older checkpoint")
+            continue
+        if all(s["epoch"] != state["epoch"] for s in states):
+            states.append(state)
+    return sorted(states, key=lambda s: -s["epoch"]), damaged
+
+
+def _damage(run_dir, state):
+    """What is wrong with a checkpoint's weights file, or None."""
+    path = run_dir / state["weights"]
+    if not path.is_file():
+        return "missing"
+    if "bytes" in state and path.stat().st_size != state["bytes"]:
+        return f"{path.stat().st_size} bytes where {state['bytes']} were written (truncated?)"
+    if "sha256" in state and digest(path) != state["sha256"]:
+        return "its contents changed since it was written (SHA-256 differs)"
+    try:
+        import h5py
+
+        with h5py.File(path, "r"):
+            pass
+    except OSError as exc:
+        return f"not a readable HDF5 file ({exc})"
+    return None
 
 
 class Checkpoint(keras.callbacks.Callback):
-    """Saves model and optimizer state every `every` epochs, atomically.
-
-    Weights (the model's and the optimizer's) go to
-    `checkpoints/epoch-NNNN.weights.h5` through a temporary file and a
-    rename; then `checkpoint.json`, holding the epoch, that file's name and
-    the augmenters' random-generator states, is replaced to point at it. A
-    crash at any moment leaves the previous checkpoint intact. An epoch whose
-    loss is not finite is never saved. The `keep` newest files are kept.
+    """Saves model and optimizer state every `every` epochs (and after the
+    last), atomically; see the module's description. An epoch whose loss is
+    not finite is never saved. Older checkpoints are removed only when a
+    newer one supersedes them, keeping the `keep` newest.
 
     Args:
         run_dir: the run directory.
         every: save every this many epochs (and after the last).
         epochs: the run's total epochs.
         first_epoch: the epoch index training starts from (resumed runs).
-        keep: how many checkpoint files to keep.
+        keep: how many checkpoints to keep.
     """
 
     def __init__(self, run_dir, every, epochs, first_epoch=0, keep=2):
@@ -64,25 +141,33 @@ class Checkpoint(keras.callbacks.Callback):
             return
         if done % self.every and done != self.epochs:
             return
-        folder = self.run_dir / "checkpoints"
+        folder = self.run_dir / FOLDER
         folder.mkdir(exist_ok=True)
         name = f"epoch-{done:04d}.weights.h5"
         tmp = folder / f".tmp-{name}"
         self.model.save_weights(str(tmp))
         os.replace(tmp, folder / name)
-        write_json_atomically(
-            self.run_dir / STATE,
-            {
-                "epoch": done,
-                "weights": f"checkpoints/{name}",
-                "random_states": [
-                    keras.ops.convert_to_numpy(v).tolist() for v in random_states(self.model)
-                ],
-            },
-        )
-        saved = sorted(folder.glob("epoch-*.weights.h5"))
-        for old in saved[: -self.keep]:
-            old.unlink()
+        state = {
+            "epoch": done,
+            "weights": f"{FOLDER}/{name}",
+            "bytes": (folder / name).stat().st_size,
+            "sha256": digest(folder / name),
+            "random_states": [
+                keras.ops.convert_to_numpy(v).tolist() for v in random_states(self.model)
+            ],
+        }
+        write_json_atomically(folder / f"epoch-{done:04d}.json", state)
+        write_json_atomically(self.run_dir / STATE, state)
+        self._prune(folder, done)
+
+    def _prune(self, folder, done):
+        """Removes the checkpoints of epochs before `done`, but the newest
+        `keep - 1` of them."""
+        older = sorted(int(m.group(1)) for m in map(_EPOCH.match, os.listdir(folder))
+                       if m and int(m.group(1)) < done)
+        for old in older[:max(0, len(older) - (self.keep - 1))]:
+            for suffix in (".weights.h5", ".json"):
+                (folder / f"epoch-{old:04d}{suffix}").unlink(missing_ok=True)
 
 
 def random_states(model):
@@ -93,6 +178,7 @@ def random_states(model):
 
 
 def finite(value):
+    """Whether `value` converts to a finite float."""
     try:
         return math.isfinite(float(value))
     except (TypeError, ValueError):

@@ -14,9 +14,10 @@ import json
 import pathlib
 import shutil
 import time
+import warnings
 
 from contrastive.errors import SpecError
-from contrastive.training.checkpoints import Checkpoint, read_state
+from contrastive.training.checkpoints import Checkpoint, newest_intact
 
 RESULTS = "results.json"
 METRICS = "metrics.csv"
@@ -41,47 +42,55 @@ class RunDir:
 
     def __init__(self, path):
         self.path = pathlib.Path(path)
-        self._created = False
+        self._created = False  # the folder itself is this run's
+        self._fresh = False  # this run wrote spec.yaml: a new run
 
     @classmethod
-    def open(cls, path, chief=True, resume=False):
-        """The run directory at `path` for this process.
+    def open(cls, path, chief=True, resume=False, key="output.dir"):
+        """The run directory at `path` for this process (`key`: where the
+        path came from, for messages).
 
         Raises:
-            SpecError: a new run's directory already holds something (a run
-                is never overwritten), or a resumed one is not a run.
+            SpecError: a new run's directory cannot be created, or already
+                holds something (a run is never overwritten), or a resumed
+                one is not a run.
         """
         run_dir = (cls if chief else FollowerRunDir)(path)
         if resume:
             run_dir.check_resumable()
         else:
-            run_dir.check_new()
+            run_dir.check_new(key)
         return run_dir
 
-    def check_new(self):
-        if self.path.exists() and not self.path.is_dir():
-            raise SpecError(f"{self.path} is a file; expected a directory for the run",
-                            "output.dir")
-        if self.path.is_dir() and any(self.path.iterdir()):
-            raise SpecError(
-                f"{self.path} already exists and is not empty; choose another --out "
-                "(runs are never overwritten)",
-                "output.dir",
-            )
+    def check_new(self, key="output.dir"):
+        from contrastive.preflight import check_output
+
+        check_output(self.path, key)
 
     def check_resumable(self):
         if not (self.path / "spec.yaml").is_file():
             raise SpecError(f"{self.path}: expected a run directory with a spec.yaml", "--resume")
 
     def state(self):
-        """The newest checkpoint's state (`epoch`, `weights`, ...) or None."""
-        return read_state(self.path)
+        """The newest intact checkpoint's state (`epoch`, `weights`, ...) or
+        None; a damaged newer one is named in a warning and passed over.
+
+        Raises:
+            SpecError: checkpoints exist and none is intact.
+        """
+        return newest_intact(self.path, warn=_warn)
+
+    def has_checkpoints(self):
+        """Whether any checkpoint was written (intact or not)."""
+        return (self.path / "checkpoint.json").exists() or any(
+            (self.path / "checkpoints").glob("epoch-*"))
 
     def start(self, spec, first_epoch):
         """Creates the directory and writes `spec.yaml` (a new run), or drops
         the metrics of the epochs a resumed run repeats."""
         if first_epoch == 0 and not (self.path / "spec.yaml").exists():
             self._created = not self.path.exists()
+            self._fresh = True
             self.path.mkdir(parents=True, exist_ok=True)
             (self.path / "spec.yaml").write_text(
                 f"# resolved from {spec.file}\n" + spec.to_yaml(), encoding="utf-8")
@@ -98,9 +107,10 @@ class RunDir:
         ]
 
     def discard(self):
-        """Removes what a run that failed before its first checkpoint wrote
-        (the whole directory, if this run created it)."""
-        if self.state() is not None:
+        """Removes what a new run that failed before its first checkpoint
+        wrote (the whole directory, if this run created it), so that the
+        same command can run again. A resumed run's directory is kept."""
+        if not self._fresh or self.has_checkpoints():
             return
         if self._created:
             shutil.rmtree(self.path, ignore_errors=True)
@@ -134,7 +144,7 @@ class FollowerRunDir(RunDir):
 
     writes = False
 
-    def check_new(self):
+    def check_new(self, key="output.dir"):
         pass
 
     def start(self, spec, first_epoch):
@@ -148,6 +158,10 @@ class FollowerRunDir(RunDir):
 
     def finish(self, spec, parts, results):
         pass
+
+
+def _warn(line):
+    warnings.warn(line, stacklevel=3)
 
 
 def save_encoder(encoder, image_shape, path, head=None):

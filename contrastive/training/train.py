@@ -5,6 +5,7 @@ import time
 import numpy as np
 
 from contrastive.errors import ContrastiveError
+from contrastive.preflight import check_data
 from contrastive.training.build import build_model, build_parts
 from contrastive.training.run_dir import RunDir, default_path
 
@@ -31,7 +32,7 @@ def train(spec, out=None, log=print, resume=False):
     spec = load_spec(spec)
     distribution = _distribution(spec)
     run_dir = RunDir.open(out or spec.output.dir or default_path(spec), distribution.is_chief,
-                          resume)
+                          resume, "--out" if out else "output.dir")
     state = run_dir.state() if resume else None
     first_epoch = state["epoch"] if state else 0
     with distribution.scope():
@@ -45,18 +46,20 @@ def train(spec, out=None, log=print, resume=False):
     _announce(spec, parts, schedule, distribution, run_dir, first_epoch, log)
     try:
         history, seconds = _fit(spec, model, parts, run_dir, distribution, first_epoch)
+        if run_dir.writes:
+            results = _results(spec, parts, history, seconds, first_epoch, schedule, run_dir, log)
     except BaseException:
         run_dir.discard()
         raise
-    if run_dir.writes:
-        results = _results(spec, parts, history, seconds, first_epoch, schedule, run_dir, log)
-        run_dir.finish(spec, parts, results)
+    run_dir.finish(spec, parts, results if run_dir.writes else None)
     return Run(run_dir.path, chief=run_dir.writes)
 
 
 def _distribution(spec):
+    """Checks the data, then sets up the spec's distribution."""
     from contrastive.distribute import from_spec
 
+    check_data(spec)
     distribution = from_spec(spec.distribute)
     distribution.check_batch_size(spec.train.batch_size)
     if distribution.needs_launch:
@@ -74,7 +77,7 @@ def resume(run_dir, log=print):
     from contrastive.run import Run
 
     spec = Run(run_dir).spec
-    if RunDir(run_dir).state() is None:
+    if not RunDir(run_dir).has_checkpoints():
         log(f"{run_dir} has no checkpoint yet: starting from epoch 0")
     return train(spec, out=run_dir, log=log, resume=True)
 

@@ -1,0 +1,266 @@
+"""A corpus of bad inputs: each ends in exit 2 with one line naming the file
+(or option), the key path and the problem, before anything is written."""
+
+import json
+import pathlib
+
+import pytest
+import tomli_w
+import yaml
+
+from contrastive_cli.main import main
+from helpers import tiny_spec
+
+ARRAYS = "__ARRAYS__"  # replaced by the folder of the tiny data set
+
+
+def base():
+    spec = tiny_spec(pathlib.Path(ARRAYS) / "tiny.npz")
+    spec["output"] = {"tensorboard": False, "plot": False}
+    return spec
+
+
+def changed(**sections):
+    spec = base()
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(spec.get(key), dict) and "name" not in value:
+            spec[key] = {**spec[key], **value}
+        else:
+            spec[key] = value
+    return spec
+
+
+NAN, INF = float("nan"), float("inf")
+
+# (id, spec mapping, key path the message must name)
+MAPPINGS = [
+    ("lr-nan", changed(optimizer={"name": "sgd", "learning_rate": NAN}), "optimizer.learning_rate"),
+    ("lr-inf", changed(optimizer={"name": "sgd", "learning_rate": INF}), "optimizer.learning_rate"),
+    ("lr-negative", changed(optimizer={"name": "sgd", "learning_rate": -0.1}),
+     "optimizer.learning_rate"),
+    ("momentum-too-big", changed(optimizer={"name": "sgd", "momentum": 1.5}), "optimizer.momentum"),
+    ("lars-eta-nan", changed(optimizer={"name": "lars", "eta": NAN}), "optimizer.eta"),
+    ("temperature-nan", changed(loss={"name": "nt_xent", "temperature": NAN}), "loss.temperature"),
+    ("temperature-inf", changed(loss={"name": "nt_xent", "temperature": -INF}), "loss.temperature"),
+    ("temperature-zero", changed(loss={"name": "nt_xent", "temperature": 0}), "loss.temperature"),
+    ("seed-negative", changed(seed=-1), "seed"),
+    ("seed-too-big", changed(seed=2**40), "seed"),
+    ("seed-float", changed(seed=1.5), "seed"),
+    ("widths-empty", changed(encoder={"name": "small_cnn", "widths": []}), "encoder.widths"),
+    ("widths-absurd", changed(encoder={"name": "small_cnn", "widths": [10**9]}), "encoder.widths"),
+    ("widths-zero", changed(encoder={"name": "small_cnn", "widths": [0, 8]}), "encoder.widths"),
+    ("resnet-width-multiplier", changed(encoder={"name": "resnet18", "width_multiplier": 3}),
+     "encoder.width_multiplier"),
+    ("resnet-base-width", changed(encoder={"name": "resnet18", "base_width": 10**6}),
+     "encoder.base_width"),
+    ("crop-scale-reversed", changed(augment={"name": "simclr", "crop_scale": [1.0, 0.08]}),
+     "augment.crop_scale"),
+    ("crop-scale-above-one", changed(augment={"name": "simclr", "crop_scale": [0.5, 1.5]}),
+     "augment.crop_scale"),
+    ("crop-ratio-reversed", changed(augment={"name": "random_resized_crop", "ratio": [2.0, 0.5]}),
+     "augment.ratio"),
+    ("blur-sigma-reversed", changed(augment={"name": "simclr", "blur_sigma": [2.0, 0.1]}),
+     "augment.blur_sigma"),
+    ("crop-scale-three-items", changed(augment={"name": "simclr", "crop_scale": [0.1, 0.5, 1]}),
+     "augment.crop_scale"),
+    ("augment-preset", changed(augment={"name": "simclr", "preset": "svhn"}), "augment.preset"),
+    ("augment-seed-set", changed(augment={"name": "simclr", "seed": 3}), "augment.seed"),
+    ("strength-nan", changed(augment={"name": "simclr", "strength": NAN}), "augment.strength"),
+    ("head-output-zero", changed(head={"name": "mlp", "output_dim": 0}), "head.output_dim"),
+    ("head-hidden-absurd", changed(head={"name": "mlp", "hidden_dim": 10**9}), "head.hidden_dim"),
+    ("head-layers-absurd", changed(head={"name": "mlp", "num_layers": 1000}), "head.num_layers"),
+    ("schedule-total-steps-set", changed(schedule={"name": "warmup_cosine", "total_steps": 5}),
+     "schedule.total_steps"),
+    ("schedule-warmup-negative", changed(schedule={"name": "warmup_cosine", "warmup": -1}),
+     "schedule.warmup"),
+    ("schedule-unknown", changed(schedule={"name": "cosine_annealing"}), "schedule.name"),
+    ("loss-unknown", changed(loss={"name": "infonce"}), "loss.name"),
+    ("loss-unknown-argument", changed(loss={"name": "nt_xent", "tau": 0.5}), "loss.tau"),
+    ("loss-not-a-mapping", changed(loss=["nt_xent"]), "loss"),
+    ("unknown-section", {**base(), "trian": {"epochs": 1}}, "trian"),
+    ("missing-data", {k: v for k, v in base().items() if k != "data"}, "data"),
+    ("missing-encoder", {k: v for k, v in base().items() if k != "encoder"}, "encoder"),
+    ("epochs-zero", changed(train={"epochs": 0}), "train.epochs"),
+    ("epochs-string", changed(train={"epochs": "ten"}), "train.epochs"),
+    ("batch-bool", changed(train={"batch_size": True}), "train.batch_size"),
+    ("batch-larger-than-data", changed(train={"batch_size": 1000}), "train.batch_size"),
+    ("precision", changed(train={"precision": "float64"}), "train.precision"),
+    ("input-mode", changed(train={"input": "gpu"}), "train.input"),
+    ("verbose", changed(train={"verbose": 5}), "train.verbose"),
+    ("strategy", changed(distribute={"strategy": "horovod"}), "distribute.strategy"),
+    ("knn-k-zero", changed(eval={"knn": {"k": 0}}), "eval.knn.k"),
+    ("knn-temperature-nan", changed(eval={"knn": {"temperature": NAN}}), "eval.knn.temperature"),
+    ("checkpoint-every-zero", changed(output={"checkpoint_every": 0}), "output.checkpoint_every"),
+    ("arrays-missing", changed(data={"name": "arrays", "path": "/no/such/file.npz"}), "data"),
+    ("folder-missing", changed(data={"name": "image_folder", "path": "/no/such/folder"}), "data"),
+    ("eval-data-missing", changed(eval={"data": {"name": "arrays", "path": "/no/such.npz"}}),
+     "eval.data"),
+    ("digits-size-zero", changed(data={"name": "digits", "size": 0}), "data.size"),
+]
+
+
+def _write(tmp_path, name, data, suffix):
+    text = json.dumps(data)  # NaN and Infinity as JSON writes them
+    data = json.loads(text.replace(ARRAYS, str(tmp_path)))
+    path = tmp_path / f"{name}{suffix}"
+    if suffix == ".json":
+        path.write_text(json.dumps(data))
+    elif suffix == ".toml":
+        path.write_text(tomli_w.dumps({k: v for k, v in data.items() if v is not None}))
+    else:
+        path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run_cli(capsys, args):
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+def assert_one_line_error(code, err, *needles):
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("name,data,key", MAPPINGS, ids=[m[0] for m in MAPPINGS])
+@pytest.mark.parametrize("suffix", [".yaml", ".json", ".toml"])
+def test_bad_spec_files(capsys, tiny_arrays, tmp_path, name, data, key, suffix):
+    if suffix == ".toml" and name == "loss-not-a-mapping":
+        pytest.skip("TOML cannot hold a list where a table is expected under the same key")
+    file = _write(tmp_path, name, data, suffix)
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, ["train", str(file), "--out", str(out)])
+    assert_one_line_error(code, err, str(file), key)
+    assert not out.exists()
+
+
+# (id, text, suffix, what the message must name)
+TEXTS = [
+    ("yaml-duplicate-section", "seed: 1\ntrain: {epochs: 1}\ntrain: {batch_size: 8}\n", ".yaml",
+     ["duplicate key 'train'", "line 3", "line 2"]),
+    ("yaml-duplicate-nested", "data:\n  name: digits\n  name: arrays\nencoder: small_cnn\n",
+     ".yaml", ["duplicate key 'name'", "line 3"]),
+    ("yaml-duplicate-flow", "data: {name: digits, name: arrays}\n", ".yaml",
+     ["duplicate key 'name'"]),
+    ("yaml-nan-literal", "data: digits\nencoder: small_cnn\noptimizer: {name: sgd, "
+     "learning_rate: .nan}\n", ".yaml", ["optimizer.learning_rate"]),
+    ("yaml-inf-literal", "data: digits\nencoder: small_cnn\nloss: {name: nt_xent, "
+     "temperature: .inf}\n", ".yaml", ["loss.temperature"]),
+    ("yaml-deep", "a: " + "[" * 3000 + "]" * 3000 + "\n", ".yaml", ["nested deeper"]),
+    ("yaml-top-level-list", "- seed\n- data\n", ".yaml", ["top level"]),
+    ("yaml-malformed", "seed: 1\ndata: [unclosed\n", ".yaml", ["malformed YAML"]),
+    ("json-nan", '{"data": "digits", "encoder": "small_cnn", '
+     '"optimizer": {"name": "sgd", "learning_rate": NaN}}', ".json", ["optimizer.learning_rate"]),
+    ("json-infinity", '{"data": "digits", "encoder": "small_cnn", '
+     '"loss": {"name": "nt_xent", "temperature": Infinity}}', ".json", ["loss.temperature"]),
+    ("json-duplicate", '{"seed": 1,\n "seed": 2}', ".json", ["duplicate key 'seed'", "lines 1, 2"]),
+    ("json-deep", '{"a": ' + "[" * 3000 + "]" * 3000 + "}", ".json", ["nested deeper"]),
+    ("json-malformed", '{"seed": 1,}', ".json", ["malformed JSON"]),
+    ("toml-inf", 'data = "digits"\nencoder = "small_cnn"\n[optimizer]\nname = "sgd"\n'
+     "learning_rate = inf\n", ".toml", ["optimizer.learning_rate"]),
+    ("toml-nan", 'data = "digits"\nencoder = "small_cnn"\n[loss]\nname = "nt_xent"\n'
+     "temperature = nan\n", ".toml", ["loss.temperature"]),
+    ("toml-duplicate", "seed = 1\nseed = 2\n", ".toml", ["Cannot overwrite"]),
+    ("toml-malformed", "seed = \n", ".toml", ["malformed TOML"]),
+    ("wrong-suffix", "seed: 1\n", ".txt", ["expected a .yaml"]),
+    ("not-utf8", b"\xff\xfe\x00seed", ".yaml", ["cannot read"]),
+]
+
+
+@pytest.mark.parametrize("name,text,suffix,needles", TEXTS, ids=[t[0] for t in TEXTS])
+def test_bad_spec_texts(capsys, tmp_path, name, text, suffix, needles):
+    file = tmp_path / f"{name}{suffix}"
+    if isinstance(text, bytes):
+        file.write_bytes(text)
+    else:
+        file.write_text(text)
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, ["train", str(file), "--out", str(out)])
+    assert_one_line_error(code, err, str(file), *needles)
+    assert not out.exists()
+
+
+# (id, --set values, key path)
+OVERRIDES = [
+    ("set-nan", ["optimizer.learning_rate=.nan"], "optimizer.learning_rate"),
+    ("set-negative-batch", ["train.batch_size=-1"], "train.batch_size"),
+    ("set-section-bad-value", ["train={batch_size: 0}"], "train.batch_size"),
+    ("set-no-equals", ["train.epochs"], ""),
+    ("set-empty-widths", ["encoder.widths=[]"], "encoder.widths"),
+    ("set-seed-string", ["seed=abc"], "seed"),
+    ("set-into-a-number", ["train.epochs.x=1"], "train.epochs"),
+    ("set-malformed", ["data=[unclosed"], "data"),
+    ("set-unknown-key", ["train.epoch=3"], "train.epoch"),
+    ("set-reversed-range", ["augment={name: simclr, crop_scale: [0.9, 0.1]}"], "augment.crop_scale"),
+    ("set-deep", ["data=" + "[" * 3000 + "]" * 3000], "data"),
+]
+
+
+@pytest.mark.parametrize("name,sets,key", OVERRIDES, ids=[o[0] for o in OVERRIDES])
+def test_bad_overrides(capsys, tiny_arrays, tmp_path, name, sets, key):
+    file = _write(tmp_path, "spec", base(), ".yaml")
+    out = tmp_path / "run"
+    args = ["train", str(file), "--out", str(out)]
+    for value in sets:
+        args += ["--set", value]
+    code, _, err = run_cli(capsys, args)
+    assert_one_line_error(code, err, "--set", key)
+    assert not out.exists()
+
+
+def test_set_merges_into_a_section(tiny_arrays, tmp_path):
+    from contrastive.spec import load_spec
+
+    file = _write(tmp_path, "spec", changed(train={"epochs": 1, "batch_size": 16}), ".yaml")
+    spec = load_spec(file, ["train={batch_size: 8}"])
+    assert (spec.train.batch_size, spec.train.epochs, spec.train.steps_per_epoch) == (8, 1, 2)
+    spec = load_spec(file, ["optimizer={name: adam}"])  # another component replaces it
+    assert spec.optimizer["name"] == "adam" and "momentum" not in spec.optimizer
+
+
+def test_bad_output_paths(capsys, tiny_arrays, tmp_path):
+    file = _write(tmp_path, "spec", base(), ".yaml")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("mine")
+    for out, needle in [(a_file, "is a file"),
+                        (a_file / "run", "is a file, not a folder")]:
+        code, _, err = run_cli(capsys, ["train", str(file), "--out", str(out)])
+        assert_one_line_error(code, err, "--out", needle)
+    assert a_file.read_text() == "mine"
+    spec_out = _write(tmp_path, "spec-out", changed(output={"dir": str(a_file / "x")}), ".json")
+    code, _, err = run_cli(capsys, ["validate", str(spec_out)])
+    assert_one_line_error(code, err, "output.dir", "is a file, not a folder")
+
+
+def test_validate_opens_the_data(capsys, tiny_arrays, tmp_path):
+    empty = tmp_path / "empty"
+    (empty / "class").mkdir(parents=True)
+    cases = [(changed(data={"name": "image_folder", "path": str(empty)}), "found none"),
+             (changed(train={"batch_size": 49}), "at most the 48 training images")]
+    for data, needle in cases:
+        code, _, err = run_cli(capsys, ["validate", str(_write(tmp_path, "v", data, ".yaml"))])
+        assert_one_line_error(code, err, needle)
+
+
+def test_unknown_backend_variable(capsys, monkeypatch, tiny_arrays, tmp_path):
+    monkeypatch.setenv("KERAS_BACKEND", "mxnet")
+    code, _, err = run_cli(capsys, ["validate", str(_write(tmp_path, "s", base(), ".yaml"))])
+    assert_one_line_error(code, err, "KERAS_BACKEND", "'mxnet'")
+
+
+def test_debug_adds_the_traceback_and_keeps_exit_2(capsys, tmp_path):
+    file = tmp_path / "spec.yaml"
+    file.write_text("seed: x\n")
+    code, _, err = run_cli(capsys, ["--debug", "validate", str(file)])
+    assert code == 2 and "Traceback" in err and err.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_the_corpus_covers_enough_cases():
+    total = 3 * len(MAPPINGS) - 1 + len(TEXTS) + len(OVERRIDES)
+    assert total >= 60 and len({m[0] for m in MAPPINGS}) == len(MAPPINGS)
