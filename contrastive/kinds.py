@@ -59,6 +59,14 @@ ALL = (
                  "(N, d) each, returning a finite float32 scalar with finite gradients",
     ),
     Kind(
+        "methods", "method", "method",
+        context=("encoder", "head", "augmenter", "loss", "num_classes", "input_layer",
+                 "steps_per_epoch", "total_steps"),
+        contract="a `contrastive.methods.Method` (a Keras model): `call(x, training)` "
+                 "returns a dict with h, `objective(outputs)` a finite float32 scalar "
+                 "with finite gradients; it trains with `fit` and reloads from its config",
+    ),
+    Kind(
         "optimizers", "optimizer", "optimizer",
         contract="a `keras.optimizers.Optimizer` whose `learning_rate` may be a schedule",
     ),

@@ -442,14 +442,14 @@ def _infer(default):
 
 
 def _accepted_names(obj):
+    """The arguments `obj` names (a `**kwargs` catch-all, which Keras
+    classes forward to their base, accepts none of the run-time context)."""
     target = obj.__init__ if inspect.isclass(obj) else obj
     try:
         params = inspect.signature(target).parameters.values()
     except (TypeError, ValueError):
         return None
-    if any(p.kind == p.VAR_KEYWORD for p in params):
-        return None
-    return {p.name for p in params}
+    return {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
 
 
 def _make_serializable(obj, package="contrastive"):

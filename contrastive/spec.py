@@ -205,6 +205,7 @@ DEFAULTS = {
     "augment": {"name": "simclr"},
     "head": {"name": "mlp"},
     "loss": {"name": "nt_xent"},
+    "method": {"name": "simclr"},
     "optimizer": {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9},
     "schedule": None,
 }

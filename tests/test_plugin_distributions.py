@@ -30,7 +30,7 @@ GENERATED = "contrastive-toy-aligner"  # `new-plugin`'s default kind, losses
 # One generated plugin of every other kind: each installs and passes its own tests.
 GENERATED_KINDS = {f"contrastive-gen-{kind}": kind
                    for kind in ("encoders", "heads", "augmenters", "datasets", "optimizers",
-                                "schedules")}
+                                "schedules", "methods")}
 
 DRIVER = textwrap.dedent("""
     # Runs `contrastive list --json` and `contrastive train` in one process

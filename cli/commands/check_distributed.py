@@ -16,13 +16,15 @@ REEXEC = "CONTRASTIVE_CHECK_DISTRIBUTED_CHILD"
 @click.option("--devices", type=click.IntRange(min=2), default=None,
               help="Replicas to compare with one device (default: the accelerators, else 2; "
                    "jax 4 on a CPU).")
+@click.option("--method", default="simclr", show_default=True,
+              help="The training method to check (any registered method).")
 @click.option("--no-sync-batchnorm", "no_sync", is_flag=True,
               help="Per-device batch norm: shows the check failing.")
 @click.option("--no-gather-negatives", "no_gather", is_flag=True,
               help="Local negatives only: shows the check failing.")
 @json_option
 @click.pass_context
-def command(ctx, devices, no_sync, no_gather, as_json):
+def command(ctx, devices, method, no_sync, no_gather, as_json):
     """One training step of a small SimCLR on N devices against the same
     global batch on one device: prints both losses, the largest relative
     gradient and batch-norm statistic differences; exits 0 when they agree
@@ -38,11 +40,12 @@ def command(ctx, devices, no_sync, no_gather, as_json):
 
     batch = GLOBAL_BATCH if GLOBAL_BATCH % devices == 0 else 2 * devices
     report = run_check(devices, sync_batchnorm=not no_sync,
-                       gather_negatives=not no_gather, batch=batch)
+                       gather_negatives=not no_gather, batch=batch, method=method)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
-        click.echo(f"backend {report['backend']}, {devices} devices, global batch {batch}, "
+        click.echo(f"method {method}, backend {report['backend']}, {devices} devices, "
+                   f"global batch {batch}, "
                    f"sync_batchnorm={report['sync_batchnorm']}, "
                    f"gather_negatives={report['gather_negatives']}")
         click.echo(f"loss, one device:   {report['loss_single']:.8f}")

@@ -69,6 +69,7 @@ def summarize(spec):
         "precision": precision,
         "input_shape": list(input_shape),
         "input_shape_from": source,
+        "method": spec.method["name"],
         **parts,
         "total": total,
         "representation": "h (the encoder's output) is used for evaluation",
@@ -126,6 +127,8 @@ def render(result):
         f"spec: {result['spec']}",
         f"backend: {result['backend']}   precision: {result['precision']}",
         f"input: {_shape(result['input_shape'])} (from {result['input_shape_from']})",
+        f"method: {result['method']} (the counts are the encoder's and the head's; a method "
+        "may add networks of its own, such as a momentum copy)",
         "",
         f"{'part':<8} {'name':<12} {'parameters':>14} {'trainable':>14}  output",
     ]

@@ -73,8 +73,10 @@ class Distribution:
         yield self
 
     def prepare(self, model):
-        """Adapts a built-or-unbuilt `SimCLR` model to the strategy (batch
-        norm, the loss' gather); call before `compile`. Returns the model."""
+        """Adapts a built-or-unbuilt method (`contrastive.methods.Method`)
+        to the strategy (batch norm, `model.connect(self)`, which wires the
+        gathers); call before `compile`. Returns the model."""
+        model.connect(self)
         return model
 
     @property

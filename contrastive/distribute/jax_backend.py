@@ -86,9 +86,12 @@ class JaxDistribution(Distribution):
                 "step computes the loss over the global batch",
                 stacklevel=2,
             )
-        # The loss sees the global batch: no gather, offset 0.
-        loss = getattr(model, "contrastive_loss", None)
+        model.connect(self)
+        return model
+
+    def wire_loss(self, loss):
+        """The compiled step sees the global batch: the loss gathers nothing
+        (offset 0)."""
         if loss is not None and hasattr(loss, "gather"):
             loss.gather = None
             loss.replica_offset = 0
-        return model

@@ -123,5 +123,5 @@ class TensorFlowDistribution(Distribution):
     def prepare(self, model):
         for layer in batch_norm_layers(model):
             layer.synchronized = self.sync_batchnorm
-        self.wire_loss(getattr(model, "contrastive_loss", None))
+        model.connect(self)
         return model

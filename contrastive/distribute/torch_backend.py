@@ -135,9 +135,9 @@ class TorchDistribution(Distribution):
         `fit` that takes this process' slice of the global batch and runs
         the forward pass through DistributedDataParallel (created on the
         first step, once the model is built)."""
+        model.connect(self)
         if self.launched:
             synchronize_batch_norm(model, self.sync_batchnorm)
-            self.wire_loss(getattr(model, "contrastive_loss", None))
             object.__setattr__(model, "train_step", functools.partial(_ddp_train_step, self, model))
         return model
 

@@ -21,6 +21,18 @@ EXAMPLE_CONTEXT = {
 }
 
 
+def _example_context(kind):
+    if kind != "methods":
+        return EXAMPLE_CONTEXT.get(kind)
+    from contrastive.encoders.small_cnn import SmallCNN
+    from contrastive.heads.mlp import MLPHead
+    from contrastive.losses.nt_xent import NTXent
+
+    return {"encoder": SmallCNN(widths=[4]), "head": MLPHead(hidden_dim=8, output_dim=4),
+            "augmenter": None, "loss": NTXent(temperature=0.5), "num_classes": 3,
+            "input_layer": None, "steps_per_epoch": 2, "total_steps": 4}
+
+
 class ContractError(AssertionError):
     """A component does not meet the contract of its kind."""
 
@@ -44,7 +56,7 @@ def check_component(kind, name, arguments=None):
     label = f"{kind.singular} '{name}'"
     try:
         component = build(kind.name, {"name": name, **(arguments or {})}, kind.section,
-                          EXAMPLE_CONTEXT.get(kind.name))
+                          _example_context(kind.name))
     except ContrastiveError as exc:
         raise ContractError(f"{label}: cannot be built from its defaults: {exc}") from exc
     _CALLS[kind.name](component, label)
@@ -201,6 +213,26 @@ def _check_dataset(dataset, label):
             "expected as many labels as images")
 
 
+def _check_method(method, label):
+    import keras
+
+    from contrastive.methods import Method
+
+    _expect(isinstance(method, Method), label, "is not a contrastive.methods.Method")
+    images = (_images(8, 8) * 255).astype("uint8")
+    outputs = method(images, training=False)
+    _expect(isinstance(outputs, dict) and "h" in outputs, label,
+            "call(x, training=False) must return a dict with 'h'")
+    h = _numpy(outputs["h"])
+    _expect(h.shape[0] == 8, label, f"expected h with 8 rows for 8 images, received {h.shape}")
+    method.compile(optimizer=keras.optimizers.SGD(0.01))
+    labels = np.arange(8, dtype="int32") % 3
+    history = method.fit(images, labels, batch_size=4, epochs=1, verbose=0, shuffle=False)
+    losses = history.history["loss"]
+    _expect(all(np.isfinite(losses)), label, f"training gave a loss that is not finite: {losses}")
+    _finite(label, "the weights after a step", *[_numpy(v) for v in method.trainable_variables])
+
+
 _CALLS = {
     "datasets": _check_dataset,
     "augmenters": _check_augmenter,
@@ -209,4 +241,5 @@ _CALLS = {
     "losses": _check_loss,
     "optimizers": _check_optimizer,
     "schedules": _check_schedule,
+    "methods": _check_method,
 }

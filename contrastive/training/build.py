@@ -105,19 +105,21 @@ def build_optimizer(spec, steps_per_epoch):
 
 
 def build_model(spec, parts, distribution):
-    """The SimCLR model of `parts`, adapted to `distribution` and compiled.
-    Call under `distribution.scope()`.
+    """The spec's method (`method`, default `simclr`) around `parts`, adapted
+    to `distribution` and compiled. Call under `distribution.scope()`.
 
     Returns:
         `(model, schedule)`.
     """
-    from contrastive.model import SimCLR
-
     optimizer, schedule = build_optimizer(spec, parts.steps_per_epoch)
     labels = parts.input.labels if parts.input.with_labels else None
-    model = SimCLR(parts.encoder, parts.head, parts.augmenter, parts.loss,
-                   num_classes=int(labels.max()) + 1 if labels is not None else None,
-                   input_layer=parts.input.input_layer())
+    context = {
+        "encoder": parts.encoder, "head": parts.head, "augmenter": parts.augmenter,
+        "loss": parts.loss, "num_classes": int(labels.max()) + 1 if labels is not None else None,
+        "input_layer": parts.input.input_layer(), "steps_per_epoch": parts.steps_per_epoch,
+        "total_steps": parts.steps_per_epoch * spec.train.epochs,
+    }
+    model = build("methods", spec.method, "method", context)
     distribution.prepare(model)
     model.compile(optimizer=optimizer, jit_compile=spec.train.jit_compile)
     return model, schedule

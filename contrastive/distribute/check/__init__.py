@@ -1,15 +1,19 @@
 """One training step on N devices against the same global batch on one.
 
-A tiny SimCLR (small_cnn with widths [8], an MLP head with batch norm,
-NT-Xent), no augmentation so that both sides see identical inputs, fixed
-weights. The single-device side computes the loss, the gradients and the
-batch-norm moving statistics of one step on the global batch; the
-distributed side does the same step through the backend's distributed
-engine. With synchronized batch norm and gathered negatives the two agree to
+A tiny model of any method (SimCLR by default: small_cnn with widths [8],
+an MLP head with batch norm, NT-Xent), no augmentation so that both sides
+see identical inputs, fixed weights. The single-device side computes the
+loss, the gradients and the non-trainable state (batch-norm moving
+statistics, and a method's own: a momentum encoder, a queue) after one step
+on the global batch; the distributed side does the same step through the
+backend's distributed engine. With synchronized batch norm and gathered negatives the two agree to
 float32 round-off; with either off they do not.
 
 Used by `contrastive check-distributed` and the tests.
 """
+
+import functools
+import inspect
 
 import numpy as np
 
@@ -23,23 +27,31 @@ def images(batch=GLOBAL_BATCH, size=IMAGE_SIZE, seed=0):
     return np.random.default_rng(seed).random((batch, size, size, 3)).astype("float32")
 
 
-def build_model(seed=0, widths=(8,)):
-    """The tiny SimCLR of the check, built on `images()[:2]` without
-    updating batch-norm statistics; the same weights for every `seed`."""
+def build_model(seed=0, widths=(8,), method="simclr", arguments=None):
+    """The tiny model of the check: `method` (the name of any registered
+    method, or a method class, with `arguments`) around a small CNN, an MLP head with batch norm and
+    NT-Xent, built on `images()[:2]` (an inference call, which must create
+    every variable) without updating batch-norm statistics; the same
+    weights for every `seed`."""
     import keras
 
     from contrastive.encoders.small_cnn import SmallCNN
     from contrastive.heads.mlp import MLPHead
     from contrastive.losses.nt_xent import NTXent
-    from contrastive.model import SimCLR
+    from contrastive.registry import build
 
     keras.utils.set_random_seed(seed)
-    model = SimCLR(
-        SmallCNN(widths=list(widths)),
-        MLPHead(num_layers=2, hidden_dim=8, output_dim=4),
-        augmenter=None,
-        loss=NTXent(temperature=0.5),
-    )
+    context = {
+        "encoder": SmallCNN(widths=list(widths)),
+        "head": MLPHead(num_layers=2, hidden_dim=8, output_dim=4),
+        "augmenter": None, "loss": NTXent(temperature=0.5), "num_classes": None,
+        "input_layer": None, "steps_per_epoch": 1, "total_steps": 10,
+    }
+    if isinstance(method, str):
+        model = build("methods", {"name": method, **(arguments or {})}, "method", context)
+    else:  # a method class, e.g. in processes that cannot see its entry point
+        accepted = inspect.signature(method).parameters
+        model = method(**{k: v for k, v in context.items() if k in accepted}, **(arguments or {}))
     model(images(2), training=False)
     return model
 
@@ -64,8 +76,9 @@ def _backend_step(backend):
 
 
 def run_check(devices, sync_batchnorm=True, gather_negatives=True, tolerance=TOLERANCE,
-              batch=GLOBAL_BATCH, backend=None):
-    """Compares one step on `devices` replicas with one device.
+              batch=GLOBAL_BATCH, backend=None, method="simclr", arguments=None):
+    """Compares one step of `method` (with `arguments`) on `devices`
+    replicas with one device.
 
     Returns:
         A dict: backend, devices, loss_single, loss_distributed,
@@ -79,11 +92,13 @@ def run_check(devices, sync_batchnorm=True, gather_negatives=True, tolerance=TOL
         raise ValueError(f"the global batch {batch} does not split over {devices} devices")
     step = _backend_step(backend)
     x = images(batch)
-    single = step(build_model, x, 1)
-    multi = step(build_model, x, devices, sync_batchnorm=sync_batchnorm,
+    make = functools.partial(build_model, method=method, arguments=arguments)
+    single = step(make, x, 1)
+    multi = step(make, x, devices, sync_batchnorm=sync_batchnorm,
                  gather_negatives=gather_negatives)
     return compare(single, multi, backend=backend, devices=devices, tolerance=tolerance,
-                   sync_batchnorm=sync_batchnorm, gather_negatives=gather_negatives)
+                   sync_batchnorm=sync_batchnorm, gather_negatives=gather_negatives,
+                   method=getattr(method, "__name__", method))
 
 
 def compare(single, multi, tolerance=TOLERANCE, **facts):

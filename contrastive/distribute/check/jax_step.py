@@ -3,14 +3,13 @@ what an unsynchronized step computes."""
 
 import numpy as np
 
+from contrastive.distribute.base import Distribution
 from contrastive.distribute.jax_backend import JaxDistribution
 
 
 def _loss_and_state(model, trainable, non_trainable, images):
     outputs, non_trainable = model.stateless_call(trainable, non_trainable, images, training=True)
-    z = outputs["z"]
-    n = z.shape[0] // 2
-    return model.contrastive_loss(z[:n], z[n:]), non_trainable
+    return model.objective(outputs), non_trainable
 
 
 def check_step(build_model, images, replicas, sync_batchnorm=True, gather_negatives=True):
@@ -58,29 +57,45 @@ def _step_single(model, images):
     return _numpy(loss, grads, stats)
 
 
+class _PerDevice(Distribution):
+    """What a per-replica data-parallel engine gives a method inside
+    `shard_map`: gathers over the mesh axis `batch`."""
+
+    def __init__(self, replicas, gather_negatives):
+        super().__init__(replicas, sync_batchnorm=False, gather_negatives=gather_negatives)
+        self.num_replicas = replicas
+
+    def replica_id(self):
+        import jax
+
+        return jax.lax.axis_index("batch")
+
+    def gather(self, x):
+        import jax
+
+        return jax.lax.all_gather(x, "batch", axis=0, tiled=True)
+
+
 def _step_shard_map(model, images, replicas, sync_batchnorm, gather_negatives):
     """Each device runs the model on its shard (its own batch-norm
-    statistics unless synchronized), the loss gathers every device's keys
-    with `jax.lax.all_gather` (gradient: `psum_scatter`), and gradients are
-    averaged with `pmean`: what a per-replica data-parallel engine does."""
+    statistics unless synchronized), gathers every device's rows with
+    `jax.lax.all_gather` (gradient: `psum_scatter`) where the method asks,
+    and gradients are averaged with `pmean`: what a per-replica
+    data-parallel engine does."""
     import jax
     from jax.sharding import Mesh, PartitionSpec as P
 
     if sync_batchnorm:
         raise NotImplementedError("synchronized batch norm on jax is the DataParallel path")
     mesh = Mesh(np.array(jax.devices()[:replicas]), ("batch",))
-    loss_obj = model.contrastive_loss
-    n = images.shape[0] // replicas
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
 
     def local(tv, ntv, x):
-        if gather_negatives:
-            loss_obj.gather = lambda z: jax.lax.all_gather(z, "batch", axis=0, tiled=True)
-            loss_obj.replica_offset = lambda: jax.lax.axis_index("batch") * n
+        model.connect(_PerDevice(replicas, gather_negatives))
         (loss, stats), grads = jax.value_and_grad(
             lambda t: _loss_and_state(model, t, ntv, x), has_aux=True)(tv)
-        loss_obj.gather, loss_obj.replica_offset = None, 0
+        model.connect(Distribution())
         grads = jax.lax.pmean(grads, "batch")
         loss = jax.lax.pmean(loss, "batch")
         return loss, grads, [s[None] for s in stats]

@@ -6,10 +6,7 @@ from contrastive.distribute.tensorflow_backend import TensorFlowDistribution
 
 
 def _forward_loss(model, x):
-    outputs = model(x, training=True)
-    z = outputs["z"]
-    n = z.shape[0] // 2
-    return model.contrastive_loss(z[:n], z[n:])
+    return model.objective(model(x, training=True))
 
 
 def check_step(build_model, images, replicas, sync_batchnorm=True, gather_negatives=True):

@@ -12,10 +12,7 @@ from contrastive.distribute.torch_backend import TorchDistribution, _dist
 
 
 def _forward_loss(module, model, x):
-    outputs = module(x, training=True)
-    z = outputs["z"]
-    n = z.shape[0] // 2
-    return model.contrastive_loss(z[:n], z[n:])
+    return model.objective(module(x, training=True))
 
 
 def _result(loss, model):
