@@ -47,6 +47,13 @@ PRESETS = {
 ARCHITECTURE = ("patch_size", "width", "depth", "heads", "mlp_dim")
 
 
+def gelu(x):
+    """The exact GELU, x * Phi(x)."""
+    # Written with erf: TensorFlow's own exact GELU uses erfc, which tf2onnx
+    # cannot convert to ONNX.
+    return 0.5 * x * (1.0 + ops.erf(x * 0.7071067811865476))
+
+
 def _checked(name, value, annotation):
     try:
         return check_value(value, annotation)
@@ -83,7 +90,7 @@ class _Block(keras.layers.Layer):
         y = self.norm1(x)
         y = self.attention(y, y, training=training)
         x = x + self.drop(y, training=training)
-        y = keras.activations.gelu(self.hidden(self.norm2(x)), approximate=False)
+        y = gelu(self.hidden(self.norm2(x)))
         y = self.out(self.drop(y, training=training))
         return x + self.drop(y, training=training)
 
