@@ -96,7 +96,7 @@ def test_onnx_runs_in_onnxruntime(spec, tmp_path):
     session = onnxruntime.InferenceSession(str(tmp_path / "encoder.onnx"))
     (inputs,) = session.get_inputs()
     assert inputs.name == "images" and inputs.shape[1:] == [16, 16, 3]  # any batch size
-    np.testing.assert_allclose(session.run(None, {inputs.name: x})[0], h, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(session.run(None, {inputs.name: x})[0], h, rtol=1e-5, atol=1e-5)
 
 
 # torchvision ---------------------------------------------------------------

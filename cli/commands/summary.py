@@ -122,12 +122,14 @@ def _output_dtype(layer, input_shape, default, input_dtype="float32"):
 
 def render(result):
     """The human-readable table of a summary mapping."""
+    parts = [result[key] for key in ("encoder", "head") if result.get(key) is not None]
+    width = max([12] + [len(part["name"]) for part in parts])
     lines = [
         f"spec: {result['spec']}",
         f"backend: {result['backend']}   precision: {result['precision']}",
         f"input: {_shape(result['input_shape'])} (from {result['input_shape_from']})",
         "",
-        f"{'part':<8} {'name':<12} {'parameters':>14} {'trainable':>14}  output",
+        f"{'part':<8} {'name':<{width}} {'parameters':>14} {'trainable':>14}  output",
     ]
     for key in ("encoder", "head"):
         part = result.get(key)
@@ -135,13 +137,14 @@ def render(result):
             continue
         symbol = "h" if key == "encoder" else "z"
         lines.append(
-            f"{key:<8} {part['name']:<12} {part['parameters']:>14,} "
+            f"{key:<8} {part['name']:<{width}} {part['parameters']:>14,} "
             f"{part['trainable_parameters']:>14,}  {symbol} {_shape(part['output_shape'])} "
             f"{part['output_dtype']}"
         )
     total = result["total"]
     lines.append(
-        f"{'total':<8} {'':<12} {total['parameters']:>14,} {total['trainable_parameters']:>14,}"
+        f"{'total':<8} {'':<{width}} {total['parameters']:>14,} "
+        f"{total['trainable_parameters']:>14,}"
     )
     lines.append("")
     lines.append("evaluation (kNN, linear probe) uses h; the loss uses z")
