@@ -83,7 +83,8 @@ class KerasApplication(keras.layers.Layer):
     any side the network accepts works (most take 32 and above; Inception
     and InceptionResNet 75, Xception 71). Images in [0, 1] are scaled to
     the network's own input convention (see the module docstring), so the
-    network's built-in rescaling layers, where it has them, stay on.
+    network's built-in rescaling layers, where it has them, stay on. The
+    network follows the global dtype policy (`train.precision` sets it).
 
     Example:
 
