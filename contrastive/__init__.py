@@ -37,6 +37,7 @@ _LAZY = {
     "SimCLR": "contrastive.model",
     "Run": "contrastive.run",
     "load_encoder": "contrastive.run",
+    "export_encoder": "contrastive.export",
 }
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "SpecError",
     "build",
     "evaluate",
+    "export_encoder",
     "get_registry",
     "load_encoder",
     "load_spec",

@@ -123,6 +123,8 @@ def _output_dtype(layer, input_shape, default, input_dtype="float32"):
 
 def render(result):
     """The human-readable table of a summary mapping."""
+    parts = [result[key] for key in ("encoder", "head") if result.get(key) is not None]
+    width = max([12] + [len(part["name"]) for part in parts])
     lines = [
         f"spec: {result['spec']}",
         f"backend: {result['backend']}   precision: {result['precision']}",
@@ -130,7 +132,7 @@ def render(result):
         f"method: {result['method']} (the counts are the encoder's and the head's; a method "
         "may add networks of its own, such as a momentum copy)",
         "",
-        f"{'part':<8} {'name':<12} {'parameters':>14} {'trainable':>14}  output",
+        f"{'part':<8} {'name':<{width}} {'parameters':>14} {'trainable':>14}  output",
     ]
     for key in ("encoder", "head"):
         part = result.get(key)
@@ -138,13 +140,14 @@ def render(result):
             continue
         symbol = "h" if key == "encoder" else "z"
         lines.append(
-            f"{key:<8} {part['name']:<12} {part['parameters']:>14,} "
+            f"{key:<8} {part['name']:<{width}} {part['parameters']:>14,} "
             f"{part['trainable_parameters']:>14,}  {symbol} {_shape(part['output_shape'])} "
             f"{part['output_dtype']}"
         )
     total = result["total"]
     lines.append(
-        f"{'total':<8} {'':<12} {total['parameters']:>14,} {total['trainable_parameters']:>14,}"
+        f"{'total':<8} {'':<{width}} {total['parameters']:>14,} "
+        f"{total['trainable_parameters']:>14,}"
     )
     lines.append("")
     lines.append("evaluation (kNN, linear probe) uses h; the loss uses z")
