@@ -323,3 +323,51 @@ def test_pipeline_runs_in_compiled_fit():
     assert np.isfinite(history.history["loss"]).all()
     state = [np_(v) for v in model.augment.non_trainable_variables]
     assert any((s != 0).any() for s in state)
+
+
+def _ks(a, b):
+    """The two-sample Kolmogorov-Smirnov distance."""
+    grid = np.sort(np.concatenate([a, b]))
+    cdf_a = np.searchsorted(np.sort(a), grid, side="right") / len(a)
+    cdf_b = np.searchsorted(np.sort(b), grid, side="right") / len(b)
+    return np.abs(cdf_a - cdf_b).max()
+
+
+@pytest.mark.parametrize("side", [(224, 224), (32, 32), (375, 500)])
+def test_official_sampler_matches_tensorflows_op(side):
+    tf = pytest.importorskip("tensorflow")
+    height, width = side
+    draws = 4096
+    ours = np_(crop.sample_official_boxes(keras.random.SeedGenerator(7), draws, height, width))
+    # Many more of TensorFlow's draws than ours, so that the distance
+    # measures our 4,096 draws, not the reference's own noise.
+
+    @tf.function
+    def reference(seeds):
+        def one(seed):
+            begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+                [height, width, 3], bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+                seed=seed, min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3),
+                area_range=(0.08, 1.0), max_attempts=100, use_image_if_no_bounding_boxes=True)
+            return tf.concat([begin[:2], size[:2]], axis=0)
+
+        return tf.map_fn(one, seeds, fn_output_signature=tf.int32)
+
+    seeds = tf.stack([tf.range(16 * draws), tf.ones(16 * draws, tf.int32)], axis=1)
+    theirs = reference(seeds).numpy()
+    theirs = theirs.astype(float)
+    ours = ours.astype(float)
+    for boxes in (ours, theirs):
+        y0, x0, h, w = boxes.T
+        assert (y0 >= 0).all() and (x0 >= 0).all()
+        assert (y0 + h <= height).all() and (x0 + w <= width).all()
+    area = lambda b: b[:, 2] * b[:, 3] / (height * width)  # noqa: E731
+    aspect = lambda b: b[:, 3] / b[:, 2]  # noqa: E731
+    assert _ks(area(ours), area(theirs)) < 0.03
+    assert _ks(aspect(ours), aspect(theirs)) < 0.03
+    # The offset: uniform in [0, side - box side), as the TF kernel draws it.
+    room = height - ours[:, 2]
+    assert (ours[room > 0, 0] < room[room > 0]).all()
+    assert abs(np.mean(area(ours)) - np.mean(area(theirs))) < 0.02  # 3.5 standard errors
+    if height == width:
+        assert abs(np.mean(area(ours)) - 0.425) < 0.02  # not torchvision's 0.49

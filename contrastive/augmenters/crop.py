@@ -11,9 +11,14 @@ from contrastive.registry import register
 from contrastive.typecheck import FractionRange, PositiveRange, Seed, Width
 
 # Candidate boxes drawn per image; the first that fits is kept (torchvision
-# tries 10, the official TF op up to 100). If none fits, the whole image is
-# used, as tf.image.sample_distorted_bounding_box does.
+# tries 10, the official code's TF op up to 100). If none fits, the whole
+# image is used, as both do.
 ATTEMPTS = 10
+OFFICIAL_ATTEMPTS = 100
+# The official code asks the TF op for crops covering at least 10% of the
+# image (its `min_object_covered`, with the whole image as the object).
+OFFICIAL_MIN_COVERED = 0.1
+SAMPLERS = ("official", "torchvision")
 
 
 def sample_crop_boxes(seed, batch, height, width, scale=(0.08, 1.0),
@@ -41,6 +46,58 @@ def sample_crop_boxes(seed, batch, height, width, scale=(0.08, 1.0),
     u = keras.random.uniform((batch, 2), seed=seed)
     y0 = ops.minimum(ops.floor(u[:, 0] * (height - h + 1)), height - h)
     x0 = ops.minimum(ops.floor(u[:, 1] * (width - w + 1)), width - w)
+    return ops.cast(ops.stack([y0, x0, h, w], axis=1), "int32")
+
+
+def sample_official_boxes(seed, batch, height, width, scale=(0.08, 1.0),
+                          ratio=(3 / 4, 4 / 3), attempts=OFFICIAL_ATTEMPTS,
+                          min_covered=OFFICIAL_MIN_COVERED):
+    """Draws one crop box per image as the official SimCLR code does:
+    `tf.image.sample_distorted_bounding_box(bbox=whole image,
+    min_object_covered=0.1, aspect_ratio_range=ratio, area_range=scale,
+    max_attempts=100)`, whose kernel this follows step by step.
+
+    Each attempt draws the aspect ratio uniformly in `ratio`, then the height
+    as a uniform integer between the heights that give the smallest and the
+    largest allowed area at that ratio (clipped to the image), the width as
+    the rounded height x ratio, adjusts by one row when rounding leaves the
+    area range, and keeps the box if its area lies in `scale` and covers at
+    least `min_covered` of the image. Offsets are uniform integers in
+    `[0, side - box side)` (0 for a full side), as the TF kernel draws them.
+    The first kept attempt wins; with none, the whole image.
+
+    Returns:
+        int32 `(B, 4)`: `[y0, x0, h, w]` per image.
+    """
+    shape = (batch, attempts)
+    total = float(height * width)
+    min_area, max_area = scale[0] * total, scale[1] * total
+    aspect = keras.random.uniform(shape, ratio[0], ratio[1], seed=seed)
+    low = ops.round(ops.sqrt(min_area / aspect))
+    high = ops.round(ops.sqrt(max_area / aspect))
+    too_wide = ops.round(high * aspect) > width
+    narrow = ops.floor((width + 0.5 - 1e-7) / aspect)
+    narrow = ops.where(ops.round(narrow * aspect) > width, narrow - 1, narrow)
+    high = ops.minimum(ops.where(too_wide, narrow, high), float(height))
+    low = ops.minimum(low, high)
+    u = keras.random.uniform(shape, seed=seed)
+    h = low + ops.minimum(ops.floor(u * (high - low + 1)), high - low)
+    w = ops.round(h * aspect)
+    h = ops.where(w * h < min_area, h + 1, h)
+    w = ops.round(h * aspect)
+    h = ops.where(w * h > max_area, h - 1, h)
+    w = ops.round(h * aspect)
+    area = w * h
+    fits = ((area >= min_area) & (area <= max_area) & (w <= width) & (h <= height)
+            & (w > 0) & (h > 0) & (area >= min_covered * total))
+    first = ops.argmax(ops.cast(fits, "int32"), axis=1)
+    pick = ops.cast(ops.equal(ops.arange(attempts)[None, :], first[:, None]), "float32")
+    any_fits = ops.any(fits, axis=1)
+    h = ops.where(any_fits, ops.sum(h * pick, axis=1), float(height))
+    w = ops.where(any_fits, ops.sum(w * pick, axis=1), float(width))
+    u = keras.random.uniform((batch, 2), seed=seed)
+    y0 = ops.minimum(ops.floor(u[:, 0] * (height - h)), ops.maximum(height - h - 1, 0.0))
+    x0 = ops.minimum(ops.floor(u[:, 1] * (width - w)), ops.maximum(width - w - 1, 0.0))
     return ops.cast(ops.stack([y0, x0, h, w], axis=1), "int32")
 
 
@@ -126,10 +183,19 @@ def apply_crop(images, boxes, size, interpolation="bicubic"):
 class RandomResizedCrop(Augmenter):
     """A random crop of each image, resized (the paper's "crop and resize").
 
-    Each image gets its own box: area fraction uniform in `scale`, aspect
-    ratio log-uniform in `ratio` (up to 10 tries, else the whole image), then
-    resized to `height` x `width` with half-pixel centres, no antialiasing
-    (as the official code's `tf.image.resize`).
+    Each image gets its own box, then it is resized to `height` x `width`
+    with half-pixel centres, no antialiasing (as the official code's
+    `tf.image.resize`). Two samplers of the box:
+
+    - `official`: the official code's `tf.image.sample_distorted_bounding_box`
+      (see `sample_official_boxes`): aspect ratio uniform in `ratio`, height
+      uniform between the allowed extremes, at least 10% of the image, up to
+      100 tries (mean area about 0.42 for `scale` [0.08, 1]).
+    - `torchvision`: torchvision's `RandomResizedCrop` (`sample_crop_boxes`):
+      area fraction uniform in `scale`, aspect ratio log-uniform in `ratio`,
+      up to 10 tries (mean area about 0.49).
+
+    Either falls back to the whole image when no try fits.
 
     Args:
         height: output height; null keeps the input height.
@@ -137,6 +203,7 @@ class RandomResizedCrop(Augmenter):
         scale: range of the crop's area as a fraction of the image's.
         ratio: range of the crop's aspect ratio (width / height).
         interpolation: `bicubic` (the official code) or `bilinear`.
+        sampler: `official` or `torchvision`.
         seed: seeds the random draws.
     """
 
@@ -147,10 +214,14 @@ class RandomResizedCrop(Augmenter):
         scale: FractionRange = (0.08, 1.0),
         ratio: PositiveRange = (3 / 4, 4 / 3),
         interpolation: Literal["bilinear", "bicubic"] = "bicubic",
+        sampler: Literal["official", "torchvision"] = "official",
         seed: Seed | None = None,
         **kwargs,
     ):
         super().__init__(seed=seed, **kwargs)
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler: expected one of official, torchvision, received {sampler!r}")
+        self.sampler = sampler
         self.height = height
         self.width = width
         self.scale = check_pair("scale", scale, low=0.0, high=1.0, positive=True)
@@ -181,9 +252,9 @@ class RandomResizedCrop(Augmenter):
 
     def augment(self, images):
         _, height, width, _ = images.shape
-        boxes = sample_crop_boxes(
-            self.seed_generator, self.batch_size(images), height, width, self.scale, self.ratio
-        )
+        sample = sample_official_boxes if self.sampler == "official" else sample_crop_boxes
+        boxes = sample(self.seed_generator, self.batch_size(images), height, width, self.scale,
+                       self.ratio)
         return apply_crop(images, boxes, self.output_size(images.shape), self.interpolation)
 
     def compute_output_shape(self, input_shape):
@@ -197,6 +268,7 @@ class RandomResizedCrop(Augmenter):
             scale=list(self.scale),
             ratio=list(self.ratio),
             interpolation=self.interpolation,
+            sampler=self.sampler,
         )
         return config
 

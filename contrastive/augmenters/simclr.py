@@ -27,6 +27,7 @@ PRESETS = {
 COMMON = {
     "crop_scale": (0.08, 1.0),
     "crop_ratio": (3 / 4, 4 / 3),
+    "crop_sampler": "official",
     "interpolation": "bicubic",
     "flip_probability": 0.5,
     "jitter_probability": 0.8,
@@ -53,7 +54,8 @@ class SimCLRAugment(Augmenter):
     | cifar10 | 0.5 | off |
 
     and, for both: crop_scale [0.08, 1.0], crop_ratio [3/4, 4/3],
-    interpolation bicubic, flip_probability 0.5, jitter_probability 0.8,
+    crop_sampler official (the official code's box sampling; `torchvision`
+    for torchvision's, see `RandomResizedCrop`), interpolation bicubic, flip_probability 0.5, jitter_probability 0.8,
     grayscale_probability 0.2, blur_probability 0.5, blur_sigma [0.1, 2.0],
     solarize_probability 0.0.
 
@@ -66,6 +68,7 @@ class SimCLRAugment(Augmenter):
         strength: colour distortion strength s.
         crop_scale: range of the crop's area fraction.
         crop_ratio: range of the crop's aspect ratio.
+        crop_sampler: how the crop box is drawn: `official` or `torchvision`.
         interpolation: `bicubic` or `bilinear` resizing of the crop.
         flip_probability: probability of a horizontal flip.
         jitter_probability: probability of colour jitter.
@@ -86,6 +89,7 @@ class SimCLRAugment(Augmenter):
         strength: NonNegativeFloat | None = None,
         crop_scale: FractionRange | None = None,
         crop_ratio: PositiveRange | None = None,
+        crop_sampler: Literal["official", "torchvision"] | None = None,
         interpolation: Literal["bilinear", "bicubic"] | None = None,
         flip_probability: Probability | None = None,
         jitter_probability: Probability | None = None,
@@ -106,6 +110,7 @@ class SimCLRAugment(Augmenter):
             strength=strength,
             crop_scale=crop_scale,
             crop_ratio=crop_ratio,
+            crop_sampler=crop_sampler,
             interpolation=interpolation,
             flip_probability=flip_probability,
             jitter_probability=jitter_probability,
@@ -125,7 +130,8 @@ class SimCLRAugment(Augmenter):
 
         self.crop = RandomResizedCrop(
             height=size, width=size, scale=st["crop_scale"], ratio=st["crop_ratio"],
-            interpolation=st["interpolation"], seed=sub(1), name="crop",
+            interpolation=st["interpolation"], sampler=st["crop_sampler"], seed=sub(1),
+            name="crop",
         )
         self.flip = RandomFlip(p=st["flip_probability"], seed=sub(2), name="flip")
         self.jitter = ColorJitter(
