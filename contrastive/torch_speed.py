@@ -1,0 +1,203 @@
+"""Speed-ups of the train step on the torch backend (issue 14).
+
+Keras on torch runs every layer eagerly in NHWC and converts to NCHW around
+each convolution; these switches remove what costs the most there without
+changing the model: the same Keras layers and variables, the same
+checkpoints (every variable keeps its Keras shape and values; only its
+memory strides may differ), the same numbers.
+
+Switches, all on by default on the torch backend and inert elsewhere:
+
+- `layout`: the ResNet's layers run channels-first internally on torch
+  (one transpose, a view, at the encoder's input; the tensors keep torch's
+  channels-last memory format, so no convolution copies its input, where
+  Keras' channels-last convolution copies it twice).
+- `kernels`: convolution kernels (and the optimizer's slots for them) are
+  stored so that torch's channels-last OIHW view of the Keras HWIO kernel
+  needs no copy (forward) and its gradient lands in the variable without
+  one (backward); applied by `prepare(model)` / `callback()` once the
+  model and optimizer are built.
+
+`CONTRASTIVE_TORCH_FAST=0` turns every switch off; a comma-separated list
+of names (`layout`) turns on only those. `override(...)` sets switches for
+a block (benchmarks compare variants in one process with it).
+"""
+
+import contextlib
+import os
+
+SWITCHES = ("layout", "kernels")
+_overrides = {}
+
+
+def _from_environment():
+    value = os.environ.get("CONTRASTIVE_TORCH_FAST", "1").strip().lower()
+    if value in ("", "1", "true", "on", "all"):
+        return set(SWITCHES)
+    if value in ("0", "false", "off", "none"):
+        return set()
+    names = {name.strip() for name in value.split(",") if name.strip()}
+    unknown = names - set(SWITCHES)
+    if unknown:
+        raise ValueError(
+            f"CONTRASTIVE_TORCH_FAST: unknown switch(es) {sorted(unknown)}; "
+            f"expected 0, 1 or a comma-separated list of {', '.join(SWITCHES)}"
+        )
+    return names
+
+
+def is_torch():
+    import keras
+
+    return keras.backend.backend() == "torch"
+
+
+def enabled(name):
+    """True when switch `name` is on and the backend is torch."""
+    if name not in SWITCHES:
+        raise ValueError(f"unknown switch {name!r}; expected one of {', '.join(SWITCHES)}")
+    if not is_torch():
+        return False
+    if name in _overrides:
+        return _overrides[name]
+    return name in _from_environment()
+
+
+@contextlib.contextmanager
+def override(**switches):
+    """Sets switches (`layout=False`, ...) inside the block."""
+    for name in switches:
+        if name not in SWITCHES:
+            raise ValueError(f"unknown switch {name!r}; expected one of {', '.join(SWITCHES)}")
+    saved = dict(_overrides)
+    _overrides.update({k: bool(v) for k, v in switches.items()})
+    try:
+        yield
+    finally:
+        _overrides.clear()
+        _overrides.update(saved)
+
+
+# Layout -------------------------------------------------------------------
+
+
+def internal_data_format():
+    """The data format the layers of an encoder should use internally:
+    channels_first with `layout` on torch, else channels_last."""
+    return "channels_first" if enabled("layout") else "channels_last"
+
+
+def to_internal(images, data_format):
+    """NHWC images to the internal format (a view on torch)."""
+    from keras import ops
+
+    if data_format == "channels_first":
+        return ops.transpose(images, (0, 3, 1, 2))
+    return images
+
+
+def internal_shape(shape, data_format):
+    """An NHWC shape in the internal format."""
+    shape = tuple(shape)
+    if data_format == "channels_first":
+        return (shape[0], shape[3], shape[1], shape[2])
+    return shape
+
+
+def _channels_last_kernel_strides(shape):
+    kh, kw, cin, cout = shape
+    return (kw * cin, cin, 1, kh * kw * cin)
+
+
+def _restride(param, strides):
+    """Gives the parameter `param` new memory strides in place: same object,
+    same shape and values, only `.data` replaced."""
+    import torch
+
+    with torch.no_grad():
+        fresh = torch.empty_strided(param.shape, strides, dtype=param.dtype, device=param.device)
+        fresh.copy_(param)
+    param.data = fresh
+
+
+def _optimizers(optimizer):
+    while optimizer is not None:
+        yield optimizer
+        optimizer = getattr(optimizer, "inner_optimizer", None)
+
+
+def store_kernels_channels_last(model):
+    """Re-strides the kernel of every built 2-D convolution in `model`
+    (torch only) so that torch's OIHW view of it, `permute(3, 2, 0, 1)`, is
+    channels-last contiguous: memory order (out, kh, kw, in). Keras'
+    channels-last convolution then finds the kernel in the format it
+    converts to (no copy), and the kernel gradient comes back in the same
+    strides (no copy into `.grad`).
+
+    The variable keeps its Keras shape (kh, kw, in, out) and its values;
+    the parameter is the same object (only `.data` is replaced), so the
+    torch module registry, the optimizer and checkpoints see no difference.
+    Then every optimizer variable that shadows a re-strided kernel
+    (momentum and the like: a list of the optimizer's variables aligned
+    with its trainable variables) gets the same strides, so that the
+    update's element-wise ops do not mix layouts. Call it once the model
+    and its optimizer are built (`Prepare` does, at the start of `fit`);
+    skips variables without values. Returns how many tensors it re-strided.
+    """
+    import keras
+
+    if not is_torch():
+        return 0
+    done = 0
+    layers = model._flatten_layers(include_self=True, recursive=True)
+    restrided = {}
+    for sub in layers:
+        if not isinstance(sub, keras.layers.Conv2D) or not sub.built:
+            continue
+        variable = getattr(sub, "kernel", None)
+        param = getattr(variable, "_value", None)
+        if param is None or param.ndim != 4 or param.is_meta:
+            continue
+        strides = _channels_last_kernel_strides(tuple(param.shape))
+        restrided[id(variable)] = strides
+        if param.stride() != strides:
+            _restride(param, strides)
+            done += 1
+    for optimizer in _optimizers(getattr(model, "optimizer", None)):
+        if not getattr(optimizer, "built", False):
+            continue
+        trainable = list(getattr(optimizer, "_trainable_variables", []))
+        for value in list(vars(optimizer).values()):
+            if not isinstance(value, (list, tuple)) or len(value) != len(trainable):
+                continue
+            for reference, slot in zip(trainable, value):
+                strides = restrided.get(id(reference))
+                param = getattr(slot, "_value", None)
+                if (strides is None or not isinstance(slot, keras.Variable) or param is None
+                        or tuple(param.shape) != tuple(reference.shape)):
+                    continue
+                if param.stride() != strides:
+                    _restride(param, strides)
+                    done += 1
+    return done
+
+
+def prepare(model):
+    """Applies the switches that act on built variables (`kernels`) to
+    `model` and its optimizer. Idempotent and cheap to repeat."""
+    if enabled("kernels"):
+        return store_kernels_channels_last(model)
+    return 0
+
+
+def callback():
+    """A Keras callback that calls `prepare(model)` at the start of `fit`
+    (after Keras built the model and the optimizer, before the first
+    step)."""
+    import keras
+
+    class Prepare(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            prepare(self.model)
+
+    return Prepare()
