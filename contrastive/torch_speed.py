@@ -17,6 +17,13 @@ Switches, all on by default on the torch backend and inert elsewhere:
   needs no copy (forward) and its gradient lands in the variable without
   one (backward); applied by `prepare(model)` / `callback()` once the
   model and optimizer are built.
+- `batchnorm`: the batch norms of the encoders and heads
+  (`torch_speed.BatchNormalization`, a `keras.layers.BatchNormalization`
+  with the same variables and formulas) run as one fused
+  `torch.nn.functional.batch_norm` (forward and backward) instead of about
+  ten element-wise ops and their float32 copies; the moving averages are
+  updated as Keras does. Results differ from Keras' op-by-op version only
+  by float rounding (another summation order).
 
 `CONTRASTIVE_TORCH_FAST=0` turns every switch off; a comma-separated list
 of names (`layout`) turns on only those. `override(...)` sets switches for
@@ -24,14 +31,22 @@ a block (benchmarks compare variants in one process with it).
 """
 
 import contextlib
+import functools
 import os
 
-SWITCHES = ("layout", "kernels")
+import keras
+
+SWITCHES = ("layout", "kernels", "batchnorm")
 _overrides = {}
 
 
 def _from_environment():
-    value = os.environ.get("CONTRASTIVE_TORCH_FAST", "1").strip().lower()
+    return _parse(os.environ.get("CONTRASTIVE_TORCH_FAST", "1"))
+
+
+@functools.lru_cache(maxsize=8)
+def _parse(value):
+    value = value.strip().lower()
     if value in ("", "1", "true", "on", "all"):
         return set(SWITCHES)
     if value in ("0", "false", "off", "none"):
@@ -47,8 +62,6 @@ def _from_environment():
 
 
 def is_torch():
-    import keras
-
     return keras.backend.backend() == "torch"
 
 
@@ -201,3 +214,81 @@ def callback():
             prepare(self.model)
 
     return Prepare()
+
+
+# Batch norm -----------------------------------------------------------------
+
+
+class BatchNormalization(keras.layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` whose training and inference passes
+    are one fused `torch.nn.functional.batch_norm` on torch (switch
+    `batchnorm`); Keras' own `call` elsewhere and whenever the fused pass
+    does not apply (a mask, renorm, `synchronized`, or `_moments` replaced
+    on the instance, as synchronized batch norm across processes does).
+
+    Same variables, same config, same auto-generated names (the class name
+    is Keras'); the same formulas: normalisation with the biased batch
+    variance, moving averages `m * momentum + stat * (1 - momentum)` with
+    the biased variance, output in the layer's compute dtype; bfloat16 and
+    float16 inputs are cast to float32 first and the result back, as Keras
+    does, so mixed precision rounds at the same points.
+    """
+
+    def _fused_applies(self, inputs, mask):
+        if mask is not None or self.renorm or self.synchronized:
+            return False
+        if "_moments" in self.__dict__ or not enabled("batchnorm"):
+            return False
+        import torch
+
+        if not isinstance(inputs, torch.Tensor) or inputs.device.type == "meta":
+            return False
+        return inputs.ndim >= 2 and isinstance(self.axis, int)
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fused_applies(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import torch
+        import torch.nn.functional as F
+
+        axis = self.axis % inputs.ndim
+        x = inputs if axis == 1 else torch.movedim(inputs, axis, 1)
+        if x.dtype == torch.float64:
+            dtype = torch.float64
+        else:
+            dtype = torch.float32
+        gamma = self.gamma.value if self.scale else None
+        beta = self.beta.value if self.center else None
+        if gamma is not None and gamma.dtype != dtype:
+            gamma = gamma.to(dtype)
+        if beta is not None and beta.dtype != dtype:
+            beta = beta.to(dtype)
+        if x.dtype != dtype:
+            # As Keras: the statistics and the normalisation in float32,
+            # the result cast back to the compute dtype (the rounding points
+            # of mixed precision stay where Keras has them).
+            x = x.to(dtype)
+        moving_mean = self.moving_mean.value
+        moving_variance = self.moving_variance.value
+        if training and self.trainable:
+            channels = x.shape[1]
+            count = x.numel() // channels
+            # momentum 1: the buffers receive the batch mean and the
+            # unbiased batch variance.
+            mean = torch.zeros(channels, dtype=dtype, device=x.device)
+            unbiased = torch.zeros(channels, dtype=dtype, device=x.device)
+            out = F.batch_norm(x, mean, unbiased, gamma, beta, True, 1.0, self.epsilon)
+            with torch.no_grad():
+                variance = unbiased * ((count - 1) / count) if count > 1 else unbiased * 0
+                m = self.momentum
+                self.moving_mean.assign(moving_mean.to(dtype) * m + mean * (1.0 - m))
+                self.moving_variance.assign(moving_variance.to(dtype) * m + variance * (1.0 - m))
+        else:
+            out = F.batch_norm(x, moving_mean.to(dtype), moving_variance.to(dtype), gamma, beta,
+                               False, 0.0, self.epsilon)
+        if axis != 1:
+            out = torch.movedim(out, 1, axis)
+        compute = keras.backend.standardize_dtype(self.compute_dtype)
+        if keras.backend.standardize_dtype(out.dtype) != compute:
+            out = out.to(getattr(torch, compute))
+        return out

@@ -60,7 +60,7 @@ def _kernel_initializer():
 
 
 def _batch_norm(dtype, zero_gamma=False, name=None, data_format="channels_last"):
-    return keras.layers.BatchNormalization(
+    return torch_speed.BatchNormalization(
         axis=1 if data_format == "channels_first" else -1,
         momentum=BATCH_NORM_MOMENTUM,
         epsilon=BATCH_NORM_EPSILON,

@@ -9,6 +9,7 @@ Dense layer itself has a bias only without batch norm.
 
 import keras
 
+from contrastive import torch_speed
 from contrastive.registry import register
 from contrastive.typecheck import PositiveInt
 
@@ -42,7 +43,7 @@ class LinearUnit(keras.layers.Layer):
         )
         self.norm = None
         if batch_norm:
-            self.norm = keras.layers.BatchNormalization(
+            self.norm = torch_speed.BatchNormalization(
                 momentum=BATCH_NORM_MOMENTUM,
                 epsilon=BATCH_NORM_EPSILON,
                 center=use_bias,
