@@ -24,6 +24,12 @@ Switches, all on by default on the torch backend and inert elsewhere:
   ten element-wise ops and their float32 copies; the moving averages are
   updated as Keras does. Results differ from Keras' op-by-op version only
   by float rounding (another summation order).
+- `calls`: inside the encoders and heads, a built sub-layer whose input
+  already has its compute dtype (and whose variables the enclosing
+  autocast scope already casts as it would) is run through its `call`
+  directly (`call_layer`), skipping Keras' per-call bookkeeping (input
+  conversion, input-spec check, call context, masks, name and autocast
+  scopes, torch module hooks); the same ops run on the same variables.
 
 `CONTRASTIVE_TORCH_FAST=0` turns every switch off; a comma-separated list
 of names (`layout`) turns on only those. `override(...)` sets switches for
@@ -36,7 +42,7 @@ import os
 
 import keras
 
-SWITCHES = ("layout", "kernels", "batchnorm")
+SWITCHES = ("layout", "kernels", "batchnorm", "calls")
 _overrides = {}
 
 
@@ -214,6 +220,51 @@ def callback():
             prepare(self.model)
 
     return Prepare()
+
+
+# Direct calls ---------------------------------------------------------------
+
+
+def _direct_call_applies(layer, x):
+    if not getattr(layer, "built", False) or not enabled("calls"):
+        return False
+    import torch
+
+    if not isinstance(x, torch.Tensor) or getattr(layer, "_forward_hooks", None):
+        return False
+    from keras.src.backend.common.variables import get_autocast_scope
+
+    compute = layer.compute_dtype
+    if _DTYPE_NAMES.get(x.dtype) != compute:
+        return False
+    scope = get_autocast_scope()
+    if scope is None:
+        return compute == layer.variable_dtype
+    return layer.autocast and scope.dtype == compute
+
+
+_DTYPE_NAMES = {}
+
+
+def _dtype_names():
+    import torch
+
+    return {getattr(torch, name): name for name in
+            ("float16", "bfloat16", "float32", "float64", "int32", "int64", "uint8", "bool")}
+
+
+def call_layer(layer, x, **kwargs):
+    """`layer(x, **kwargs)`, or `layer.call(x, **kwargs)` when switch
+    `calls` is on and skipping `Layer.__call__` changes nothing: the layer
+    is built, `x` is a torch tensor of the layer's compute dtype (no input
+    cast) and the autocast scope in force is the one `__call__` would set.
+    Pass `training` explicitly (there is no call context to inherit it
+    from)."""
+    if not _DTYPE_NAMES and is_torch():
+        _DTYPE_NAMES.update(_dtype_names())
+    if _direct_call_applies(layer, x):
+        return layer.call(x, **kwargs)
+    return layer(x, **kwargs)
 
 
 # Batch norm -----------------------------------------------------------------

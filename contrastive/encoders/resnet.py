@@ -118,9 +118,10 @@ class _ConvBN(keras.layers.Layer):
         self.norm.build(shape)
 
     def call(self, x, training=False):
+        call = torch_speed.call_layer
         if self.pad is not None:
-            x = self.pad(x)
-        x = self.norm(self.conv(x), training=training)
+            x = call(self.pad, x)
+        x = call(self.norm, call(self.conv, x), training=training)
         return keras.activations.relu(x) if self.relu else x
 
     def compute_output_shape(self, input_shape):
@@ -191,9 +192,10 @@ class _Block(keras.layers.Layer):
             self.shortcut.build(input_shape)
 
     def call(self, x, training=False):
-        shortcut = x if self.shortcut is None else self.shortcut(x, training=training)
+        call = torch_speed.call_layer
+        shortcut = x if self.shortcut is None else call(self.shortcut, x, training=training)
         for layer in self.branch:
-            x = layer(x, training=training)
+            x = call(layer, x, training=training)
         return keras.activations.relu(x + shortcut)
 
     def compute_output_shape(self, input_shape):
@@ -325,13 +327,14 @@ class ResNet(keras.layers.Layer):
             shape = block.compute_output_shape(shape)
 
     def call(self, images, training=False):
+        call = torch_speed.call_layer
         x = torch_speed.to_internal(images, self.data_format)
-        x = self.stem(x, training=training)
+        x = call(self.stem, x, training=training)
         if self.stem_pool is not None:
-            x = self.stem_pool(x)
+            x = call(self.stem_pool, x)
         for block in self.blocks:
-            x = block(x, training=training)
-        return self.pool(x)
+            x = call(block, x, training=training)
+        return call(self.pool, x)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.output_dim)

@@ -56,9 +56,9 @@ class LinearUnit(keras.layers.Layer):
             self.norm.build(self.dense.compute_output_shape(input_shape))
 
     def call(self, x, training=False):
-        x = self.dense(x)
+        x = torch_speed.call_layer(self.dense, x)
         if self.norm is not None:
-            x = self.norm(x, training=training)
+            x = torch_speed.call_layer(self.norm, x, training=training)
         return x
 
     def compute_output_shape(self, input_shape):
