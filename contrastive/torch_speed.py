@@ -267,6 +267,37 @@ def call_layer(layer, x, **kwargs):
     return layer(x, **kwargs)
 
 
+# Convolution ----------------------------------------------------------------
+
+
+def channels_last_kernel(kernel):
+    """A Keras HWIO kernel (torch tensor) whose OIHW view is channels-last
+    contiguous: itself when it already is (`kernels`), else a
+    differentiable copy with those strides (the copy Keras' channels-last
+    convolution makes too)."""
+    if kernel.ndim != 4 or kernel.stride() == _channels_last_kernel_strides(tuple(kernel.shape)):
+        return kernel
+    return kernel.permute(3, 0, 1, 2).contiguous().permute(1, 2, 3, 0)
+
+
+class Conv2D(keras.layers.Conv2D):
+    """`keras.layers.Conv2D` that, on torch in `channels_first` (the
+    `layout` switch), hands torch a channels-last kernel as Keras'
+    `channels_last` path does (torch would otherwise copy the permuted
+    kernel element by element). Same variables, config and auto-generated
+    names (the class name is Keras'); elsewhere exactly Keras'."""
+
+    def convolution_op(self, inputs, kernel):
+        if self.data_format == "channels_first" and is_torch():
+            import torch
+
+            if isinstance(kernel, keras.Variable):
+                kernel = kernel.value
+            if isinstance(kernel, torch.Tensor) and kernel.device.type != "meta":
+                kernel = channels_last_kernel(kernel)
+        return super().convolution_op(inputs, kernel)
+
+
 # Batch norm -----------------------------------------------------------------
 
 

@@ -96,7 +96,7 @@ class _ConvBN(keras.layers.Layer):
                 ((begin, total - begin), (begin, total - begin)),
                 data_format=data_format, dtype=policy,
             )
-        self.conv = keras.layers.Conv2D(
+        self.conv = torch_speed.Conv2D(
             filters,
             kernel_size,
             strides=strides,
