@@ -45,7 +45,7 @@ import os
 
 import keras
 
-SWITCHES = ("layout", "kernels", "batchnorm", "calls", "foreach")
+SWITCHES = ("layout", "kernels", "batchnorm", "calls", "foreach", "seeds")
 _overrides = {}
 
 
@@ -127,7 +127,7 @@ def internal_shape(shape, data_format):
 
 
 def _channels_last_kernel_strides(shape):
-    kh, kw, cin, cout = shape
+    kh, kw, cin, _ = shape
     return (kw * cin, cin, 1, kh * kw * cin)
 
 
@@ -299,6 +299,61 @@ class Conv2D(keras.layers.Conv2D):
             if isinstance(kernel, torch.Tensor) and kernel.device.type != "meta":
                 kernel = channels_last_kernel(kernel)
         return super().convolution_op(inputs, kernel)
+
+
+# Random draws ---------------------------------------------------------------
+
+_INT32 = 2**32
+
+
+def _wrap_int32(value):
+    return (value + 2**31) % _INT32 - 2**31
+
+
+def _next_seed(generator):
+    """`SeedGenerator.next()` on torch without a host sync: returns the
+    integer Keras' `torch_seed_generator` seeds torch with and advances the
+    state variable by [0, 1] on its device, as Keras does. The state's
+    value is kept on the host; it is read from the device (once) when the
+    state tensor was written by anything else (its version counter)."""
+    import torch
+
+    state = generator.state.value
+    mirror = generator.__dict__.get("_torch_speed_mirror")
+    if mirror is not None and mirror[0] is state and mirror[1] == state._version:
+        first, second = mirror[2], mirror[3]
+    else:
+        first, second = (int(v) for v in state.tolist())
+    with torch.no_grad():
+        step = generator.__dict__.get("_torch_speed_step")
+        if step is None or step.device != state.device or step.dtype != state.dtype:
+            step = torch.tensor([0, 1], dtype=state.dtype, device=state.device)
+            generator.__dict__["_torch_speed_step"] = step
+        state.add_(step)
+    generator.__dict__["_torch_speed_mirror"] = (state, state._version, first,
+                                                 _wrap_int32(second + 1))
+    return (first + second) & 0xFFFFFFFF
+
+
+def uniform(shape, minval=0.0, maxval=1.0, dtype="float32", seed=None):
+    """`keras.random.uniform`; with switch `seeds` on torch and a
+    `SeedGenerator` seed, the same numbers without a host sync."""
+    if not (enabled("seeds") and isinstance(seed, keras.random.SeedGenerator)):
+        return keras.random.uniform(shape, minval=minval, maxval=maxval, dtype=dtype, seed=seed)
+    import torch
+    from keras.src.backend.common.stateless_scope import in_stateless_scope
+    from keras.src.backend.torch.core import get_device, to_torch_dtype
+
+    device = get_device()
+    if device == "meta" or in_stateless_scope() or torch.compiler.is_compiling():
+        return keras.random.uniform(shape, minval=minval, maxval=maxval, dtype=dtype, seed=seed)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(_next_seed(seed))
+    requested = tuple(shape)
+    draw = torch.rand(size=requested or (1,), generator=generator, dtype=to_torch_dtype(dtype),
+                      device=device)
+    output = (maxval - minval) * draw + minval
+    return output[0] if not requested else output
 
 
 # Batch norm -----------------------------------------------------------------

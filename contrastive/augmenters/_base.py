@@ -13,6 +13,8 @@ import math
 import keras
 from keras import ops
 
+from contrastive import torch_speed
+
 _FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
@@ -63,17 +65,17 @@ def per_image(values):
 
 def uniform(seed, batch, low, high):
     """One draw of shape `(B,)`, uniform in [low, high)."""
-    return keras.random.uniform((batch,), minval=low, maxval=high, seed=seed)
+    return torch_speed.uniform((batch,), minval=low, maxval=high, seed=seed)
 
 
 def bernoulli(seed, batch, p):
     """A boolean mask of shape `(B,)`, True with probability `p`."""
-    return keras.random.uniform((batch,), seed=seed) < p
+    return torch_speed.uniform((batch,), seed=seed) < p
 
 
 def log_uniform(seed, shape, low, high):
     return ops.exp(
-        keras.random.uniform(shape, minval=math.log(low), maxval=math.log(high), seed=seed)
+        torch_speed.uniform(shape, minval=math.log(low), maxval=math.log(high), seed=seed)
     )
 
 

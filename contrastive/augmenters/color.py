@@ -14,9 +14,9 @@ with b = c = s = 0.8 * strength and h = 0.2 * strength. The four operations
 are applied in an order drawn per image, each result clipped to [0, 1].
 """
 
-import keras
 from keras import ops
 
+from contrastive import torch_speed
 from contrastive.augmenters._base import Augmenter, bernoulli, per_image, uniform
 from contrastive.registry import register
 from contrastive.typecheck import NonNegativeFloat, Probability
@@ -136,7 +136,7 @@ def sample_jitter(seed, batch, ranges, random_order=True):
         axis=1,
     )
     if random_order:
-        order = ops.argsort(keras.random.uniform((batch, 4), seed=seed), axis=1)
+        order = ops.argsort(torch_speed.uniform((batch, 4), seed=seed), axis=1)
     else:
         order = ops.zeros((batch, 4), "int32") + ops.arange(4, dtype="int32")[None, :]
     return factors, ops.cast(order, "int32")

@@ -3,9 +3,9 @@
 
 from typing import Literal
 
-import keras
 from keras import ops
 
+from contrastive import torch_speed
 from contrastive.augmenters._base import Augmenter, check_pair, log_uniform
 from contrastive.registry import register
 from contrastive.typecheck import PositiveInt
@@ -28,7 +28,7 @@ def sample_crop_boxes(seed, batch, height, width, scale=(0.08, 1.0),
         int32 `(B, 4)`: `[y0, x0, h, w]` per image.
     """
     shape = (batch, attempts)
-    area = keras.random.uniform(shape, scale[0], scale[1], seed=seed) * (height * width)
+    area = torch_speed.uniform(shape, scale[0], scale[1], seed=seed) * (height * width)
     aspect = log_uniform(seed, shape, ratio[0], ratio[1])
     w = ops.round(ops.sqrt(area * aspect))
     h = ops.round(ops.sqrt(area / aspect))
@@ -38,7 +38,7 @@ def sample_crop_boxes(seed, batch, height, width, scale=(0.08, 1.0),
     any_fits = ops.any(fits, axis=1)
     h = ops.where(any_fits, ops.sum(h * pick, axis=1), float(height))
     w = ops.where(any_fits, ops.sum(w * pick, axis=1), float(width))
-    u = keras.random.uniform((batch, 2), seed=seed)
+    u = torch_speed.uniform((batch, 2), seed=seed)
     y0 = ops.minimum(ops.floor(u[:, 0] * (height - h + 1)), height - h)
     x0 = ops.minimum(ops.floor(u[:, 1] * (width - w + 1)), width - w)
     return ops.cast(ops.stack([y0, x0, h, w], axis=1), "int32")

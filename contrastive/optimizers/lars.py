@@ -183,7 +183,6 @@ class LARS(keras.optimizers.Optimizer):
             vs = [self.momentums[self._get_variable_index(v)].value for v in variables]
             excluded = [self.is_excluded(v) for v in variables]
             inc = [i for i, e in enumerate(excluded) if not e]
-            exc = [i for i, e in enumerate(excluded) if e]
             gs = list(grads)
             if inc and self.weight_decay:
                 decayed = torch._foreach_add([gs[i] for i in inc], [ws[i] for i in inc],
