@@ -60,8 +60,12 @@ def _taps(start, length, out_size, interpolation):
     does; bilinear clamps the coordinate to the crop, bicubic drops taps
     outside the crop and renormalises (TF's Keys kernel, as PIL does).
 
+    All taps are computed at once along a last axis (a few dozen ops
+    instead of a few dozen per tap: eager backends pay per op); every
+    element gets the same arithmetic as tap by tap.
+
     Returns:
-        A list of `(index (B, out), weight (B, out))`, one per tap.
+        `(index (B, out, taps), weight (B, out, taps))`.
     """
     start = ops.cast(start, "float32")[:, None]
     length = ops.cast(length, "float32")[:, None]
@@ -72,17 +76,21 @@ def _taps(start, length, out_size, interpolation):
         f = ops.floor(src)
         t = src - f
         f1 = ops.minimum(f + 1, length - 1)
-        return [(f + start, 1 - t), (f1 + start, t)]
-    f = ops.floor(src)
-    t = src - f
-    taps = []
-    for k in (-1, 0, 1, 2):
-        idx = f + k
-        inside = (idx >= 0) & (idx <= length - 1)
-        weight = ops.where(inside, _cubic(t - k), 0.0)
-        taps.append((ops.clip(idx, 0.0, length - 1) + start, weight))
-    total = sum(w for _, w in taps)
-    return [(idx, w / total) for idx, w in taps]
+        return (ops.stack([f + start, f1 + start], axis=-1), ops.stack([1 - t, t], axis=-1))
+    f = ops.floor(src)[:, :, None]
+    t = (src[:, :, None] - f)
+    k = ops.convert_to_tensor([-1.0, 0.0, 1.0, 2.0], "float32")
+    last = (length - 1)[:, :, None]
+    idx = f + k
+    inside = (idx >= 0) & (idx <= last)
+    weight = ops.where(inside, _cubic(t - k), 0.0)
+    # The sum over the taps in the tap-by-tap order, and one division per
+    # tap (XLA may turn a division by a broadcast into a product with the
+    # reciprocal): the same rounding as tap by tap on every backend.
+    w = [weight[:, :, tap] for tap in range(4)]
+    total = w[0] + w[1] + w[2] + w[3]
+    weight = ops.stack([x / total for x in w], axis=-1)
+    return ops.clip(idx, 0.0, last) + start[:, :, None], weight
 
 
 def _matrix(taps, size):
@@ -91,11 +99,12 @@ def _matrix(taps, size):
     Resampling as two batched matrix products (rows, then columns) keeps the
     work on matmul units and avoids large gathers, which XLA runs slowly.
     """
-    positions = ops.cast(ops.arange(size), "float32")[None, None, :]
-    out = None
-    for idx, weight in taps:
-        term = ops.cast(ops.equal(idx[:, :, None], positions), "float32") * weight[:, :, None]
-        out = term if out is None else out + term
+    idx, weight = taps
+    positions = ops.cast(ops.arange(size), "float32")[None, None, None, :]
+    terms = ops.cast(ops.equal(idx[..., None], positions), "float32") * weight[..., None]
+    out = terms[:, :, 0]
+    for tap in range(1, terms.shape[2]):
+        out = out + terms[:, :, tap]
     return out
 
 
