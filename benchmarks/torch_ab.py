@@ -9,7 +9,9 @@ rounds, order reversed every other round, so that load from other
 processes hits all of them alike. Prints each one's median milliseconds a
 step and its median per-round ratio to the first variant and to plain
 torch. At the default sizes (4 views of 8x8, as `overhead.py`) the
-arithmetic is small and the time is framework overhead.
+arithmetic is small and the time is framework overhead. `--full` times the
+whole SimCLR step instead (augmentation of uint8 images, the spec's loss,
+optimizer and schedule; no plain-torch reference).
 
     KERAS_BACKEND=torch python benchmarks/torch_ab.py --precision float32 \\
         --variant base=none --variant fast=all
@@ -65,6 +67,46 @@ def keras_variant(spec, switches, batch_size, size, steps, jit_compile, optimize
         timer = Timer()
         with torch_speed.override(**switches):
             model.fit(views, epochs=1, batch_size=2 * batch_size, shuffle=False, verbose=0,
+                      callbacks=[torch_speed.callback(), timer])
+        return timer.ms
+
+    return run, model
+
+
+def keras_full_variant(spec, switches, batch_size, size, steps, jit_compile):
+    """Returns `run()`: one timed epoch of `steps` full SimCLR steps (two
+    augmented views, encoder, head, the spec's loss, optimizer and
+    schedule) on uint8 images through `fit`, milliseconds a step."""
+    import keras
+    import numpy as np
+
+    from contrastive import torch_speed
+    from contrastive.model import SimCLR
+    from contrastive.registry import build
+    from contrastive.training import build_optimizer
+
+    with torch_speed.override(**switches):
+        keras.utils.set_random_seed(spec["seed"])
+        keras.config.set_dtype_policy(spec["train"]["precision"])
+        augmenter = build("augmenters", spec["augment"], "augment", {"seed": spec["seed"]})
+        model = SimCLR(build("encoders", spec["encoder"], "encoder"), build("heads", spec["head"], "head"),
+                       augmenter, build("losses", spec["loss"], "loss"))
+        optimizer, _ = build_optimizer(spec, steps)
+        model.compile(optimizer=optimizer, jit_compile=jit_compile)
+    images = np.random.default_rng(0).integers(0, 256, (batch_size * steps, size, size, 3), dtype=np.uint8)
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            float(logs["loss"])
+            self.ms = (time.perf_counter() - self.start) * 1000 / steps
+
+    def run():
+        timer = Timer()
+        with torch_speed.override(**switches):
+            model.fit(images, epochs=1, batch_size=batch_size, shuffle=False, verbose=0,
                       callbacks=[torch_speed.callback(), timer])
         return timer.ms
 
@@ -128,6 +170,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--optimizer", choices=("sgd", "lars"), default="sgd")
     parser.add_argument("--jit", action="store_true", help="jit_compile=True (torch.compile)")
+    parser.add_argument("--full", action="store_true",
+                        help="the full SimCLR step (augmentation, loss, the spec's optimizer) "
+                             "on uint8 images instead of encoder + head on ready views")
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -143,9 +188,13 @@ def main(argv=None):
     runs = {}
     for item in variants:
         name, _, switches = item.partition("=")
-        runs[name], _ = keras_variant(spec, parse_switches(switches), args.batch_size, args.size,
-                                      args.steps, bool(args.jit), args.optimizer)
-    if not args.no_reference:
+        if args.full:
+            runs[name], _ = keras_full_variant(spec, parse_switches(switches), args.batch_size,
+                                               args.size, args.steps, bool(args.jit))
+        else:
+            runs[name], _ = keras_variant(spec, parse_switches(switches), args.batch_size,
+                                          args.size, args.steps, bool(args.jit), args.optimizer)
+    if not args.no_reference and not args.full:
         runs["plain_torch"] = torch_variant(args.batch_size, args.size, args.steps,
                                             spec["train"]["precision"])
     names = list(runs)
@@ -158,7 +207,9 @@ def main(argv=None):
     base = names[0]
     result = {"precision": spec["train"]["precision"], "views": 2 * args.batch_size,
               "size": args.size, "steps": args.steps, "rounds": args.rounds,
-              "threads": args.threads, "optimizer": args.optimizer, "variants": {}}
+              "threads": args.threads, "full": args.full,
+              "optimizer": spec["optimizer"]["name"] if args.full else args.optimizer,
+              "variants": {}}
     for name in names:
         row = {"median_ms": round(statistics.median(times[name]), 3),
                f"ratio_to_{base}": round(statistics.median(
