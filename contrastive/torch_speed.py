@@ -34,8 +34,16 @@ Switches, all on by default on the torch backend and inert elsewhere:
   lists (Keras' SGD, Adam and others on torch already do) instead of about
   fifteen ops per variable; the trust ratios as one vector, no host sync.
 
-`CONTRASTIVE_TORCH_FAST=0` turns every switch off; a comma-separated list
-of names (`layout`) turns on only those. `override(...)` sets switches for
+- `compile_augment` (opt-in): `SimCLRAugment`'s image ops (everything after
+  the random draws) run as one `torch.compile`d graph in an eager step
+  (with `train.jit_compile` on, Keras compiles the whole step and the
+  augmentation is part of that graph anyway). The first call compiles
+  (tens of seconds); fused arithmetic may round differently in the last
+  bit.
+
+`CONTRASTIVE_TORCH_FAST=0` turns every switch off, `1` (the default) all
+but the opt-in ones, `all` all; a comma-separated list of names
+(`layout,kernels`) turns on only those. `override(...)` sets switches for
 a block (benchmarks compare variants in one process with it).
 """
 
@@ -45,7 +53,9 @@ import os
 
 import keras
 
-SWITCHES = ("layout", "kernels", "batchnorm", "calls", "foreach", "seeds")
+SWITCHES = ("layout", "kernels", "batchnorm", "calls", "foreach", "seeds", "compile_augment")
+# Off unless named (CONTRASTIVE_TORCH_FAST=...,compile_augment or override()).
+OPT_IN = ("compile_augment",)
 _overrides = {}
 
 
@@ -56,7 +66,9 @@ def _from_environment():
 @functools.lru_cache(maxsize=8)
 def _parse(value):
     value = value.strip().lower()
-    if value in ("", "1", "true", "on", "all"):
+    if value in ("", "1", "true", "on"):
+        return set(SWITCHES) - set(OPT_IN)
+    if value == "all":
         return set(SWITCHES)
     if value in ("0", "false", "off", "none"):
         return set()
@@ -354,6 +366,24 @@ def uniform(shape, minval=0.0, maxval=1.0, dtype="float32", seed=None):
                       device=device)
     output = (maxval - minval) * draw + minval
     return output[0] if not requested else output
+
+
+# Augmentation ---------------------------------------------------------------
+
+
+def apply_stages(layer, images, params):
+    """`layer.apply(images, params)`, through `torch.compile` (cached on the
+    layer) with switch `compile_augment` in an eager torch step."""
+    if enabled("compile_augment"):
+        import torch
+
+        if not torch.compiler.is_compiling():
+            compiled = layer.__dict__.get("_torch_speed_compiled")
+            if compiled is None:
+                compiled = torch.compile(layer.apply)
+                layer.__dict__["_torch_speed_compiled"] = compiled
+            return compiled(images, params)
+    return layer.apply(images, params)
 
 
 # Batch norm -----------------------------------------------------------------

@@ -188,11 +188,11 @@ class RandomResizedCrop(Augmenter):
             return apply_crop(images, whole, size, self.interpolation)
         return self.augment(images)
 
-    def augment(self, images):
-        _, height, width, _ = images.shape
-        boxes = sample_crop_boxes(
-            self.seed_generator, self.batch_size(images), height, width, self.scale, self.ratio
-        )
+    def sample(self, batch, shape):
+        _, height, width, _ = shape
+        return sample_crop_boxes(self.seed_generator, batch, height, width, self.scale, self.ratio)
+
+    def apply(self, images, boxes):
         return apply_crop(images, boxes, self.output_size(images.shape), self.interpolation)
 
     def compute_output_shape(self, input_shape):
