@@ -2,7 +2,8 @@
 each other and against plain torch, as ratios measured in one process.
 
 Not a test. Every variant is a model of its own built with its switches
-(`--variant name=switch,switch`; `none` for none); the variants and the
+(`--variant name=switch,switch`; `none`, `default` (what the environment
+turns on by default) or `all`); the variants and the
 plain-torch reference (`torch_reference.py`, same architecture) take turns,
 one round of `--steps` steps each through `fit` (one epoch), for `--rounds`
 rounds, order reversed every other round, so that load from other
@@ -150,6 +151,10 @@ def parse_switches(text):
         return {name: False for name in SWITCHES}
     if text == "all":
         return {name: True for name in SWITCHES}
+    if text == "default":
+        from contrastive.torch_speed import OPT_IN
+
+        return {name: name not in OPT_IN for name in SWITCHES}
     wanted = {t.strip() for t in text.split(",")}
     return {name: name in wanted for name in SWITCHES}
 
@@ -161,7 +166,7 @@ def main(argv=None):
     parser.add_argument("spec", nargs="?", default=str(HERE / "cifar10.yaml"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--variant", action="append", default=[],
-                        help="name=switches (comma-separated, `none` or `all`)")
+                        help="name=switches (comma-separated, `none`, `default` or `all`)")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10)
@@ -184,7 +189,7 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(args.threads)
-    variants = args.variant or ["base=none", "fast=all"]
+    variants = args.variant or ["base=none", "fast=default"]
     runs = {}
     for item in variants:
         name, _, switches = item.partition("=")
