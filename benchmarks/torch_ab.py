@@ -120,14 +120,16 @@ def torch_variant(batch_size, size, steps, precision):
     from torch_reference import build
 
     torch.manual_seed(0)
-    model = build().to(memory_format=torch.channels_last)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = build().to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    views = torch.rand(2 * batch_size, 3, size, size).to(memory_format=torch.channels_last)
+    views = torch.rand(2 * batch_size, 3, size, size, device=device).to(
+        memory_format=torch.channels_last)
     autocast = precision in ("bfloat16", "mixed_bfloat16")
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             z = model(views)
         loss = z.float().square().mean()
         loss.backward()
