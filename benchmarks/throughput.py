@@ -71,6 +71,7 @@ def measure(spec, batch_size, steps, jit_compile):
     import keras
     import numpy as np
 
+    from contrastive import torch_speed
     from contrastive.model import SimCLR
     from contrastive.registry import build
     from contrastive.training import build_optimizer
@@ -87,14 +88,16 @@ def measure(spec, batch_size, steps, jit_compile):
     optimizer, _ = build_optimizer(spec, steps)
     model.compile(optimizer=optimizer, jit_compile=jit_compile)
     timer = _timer()
-    model.fit(images, epochs=2, batch_size=batch_size, shuffle=False, verbose=0, callbacks=[timer])
+    model.fit(images, epochs=2, batch_size=batch_size, shuffle=False, verbose=0,
+              callbacks=[torch_speed.callback(), timer])
     full = batch_size * steps / timer.seconds[-1]
 
     views = rng.random((2 * batch_size * steps, size, size, 3), dtype=np.float32)
     floor = _floor_model(build("encoders", spec.encoder, "encoder"), build("heads", spec.head, "head"))
     floor.compile(optimizer=keras.optimizers.SGD(0.01), jit_compile=jit_compile)
     timer = _timer()
-    floor.fit(views, epochs=2, batch_size=2 * batch_size, shuffle=False, verbose=0, callbacks=[timer])
+    floor.fit(views, epochs=2, batch_size=2 * batch_size, shuffle=False, verbose=0,
+              callbacks=[torch_speed.callback(), timer])
     floor_rate = batch_size * steps / timer.seconds[-1]
     return {
         "backend": keras.backend.backend(),

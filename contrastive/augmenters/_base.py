@@ -13,6 +13,8 @@ import math
 import keras
 from keras import ops
 
+from contrastive import torch_speed
+
 _FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
@@ -63,17 +65,17 @@ def per_image(values):
 
 def uniform(seed, batch, low, high):
     """One draw of shape `(B,)`, uniform in [low, high)."""
-    return keras.random.uniform((batch,), minval=low, maxval=high, seed=seed)
+    return torch_speed.uniform((batch,), minval=low, maxval=high, seed=seed)
 
 
 def bernoulli(seed, batch, p):
     """A boolean mask of shape `(B,)`, True with probability `p`."""
-    return keras.random.uniform((batch,), seed=seed) < p
+    return torch_speed.uniform((batch,), seed=seed) < p
 
 
 def log_uniform(seed, shape, low, high):
     return ops.exp(
-        keras.random.uniform(shape, minval=math.log(low), maxval=math.log(high), seed=seed)
+        torch_speed.uniform(shape, minval=math.log(low), maxval=math.log(high), seed=seed)
     )
 
 
@@ -97,7 +99,12 @@ class Augmenter(keras.layers.Layer):
     """Base class of the built-in augmenters.
 
     Subclasses implement `augment(images)` on float32 `(B, H, W, C)` images in
-    [0, 1], drawing per-image parameters from `self.seed_generator`.
+    [0, 1], drawing per-image parameters from `self.seed_generator`; the
+    built-in ones split it into `sample(batch, shape)` (the random draws,
+    which depend only on the batch size and the image shape) and
+    `apply(images, params)` (the image ops, no random draws), so that a
+    pipeline can draw everything first and run the image ops as one
+    stretch (one compiled graph on torch, see `SimCLRAugment`).
 
     Args:
         seed: seeds the layer's `keras.random.SeedGenerator`; null draws one.
@@ -120,6 +127,16 @@ class Augmenter(keras.layers.Layer):
         return self.augment(images)
 
     def augment(self, images):
+        if type(self).sample is Augmenter.sample and type(self).apply is Augmenter.apply:
+            raise NotImplementedError
+        return self.apply(images, self.sample(self.batch_size(images), tuple(images.shape)))
+
+    def sample(self, batch, shape):
+        """The random parameters of one call on `batch` images of `shape`
+        (NHWC); None when there are none."""
+
+    def apply(self, images, params):
+        """The image ops given `sample`'s parameters."""
         raise NotImplementedError
 
     def batch_size(self, images):

@@ -97,18 +97,23 @@ class RandomGaussianBlur(Augmenter):
             raise ValueError(f"padding: expected one of zero, reflect, received {padding!r}")
         self.padding = padding
 
-    def augment(self, images):
-        batch = self.batch_size(images)
-        radius = blur_radius(images.shape[1], self.kernel_size)
-        if padding_too_large(radius, images.shape, self.padding):
+    def sample(self, batch, shape):
+        radius = blur_radius(shape[1], self.kernel_size)
+        if padding_too_large(radius, shape, self.padding):
             raise ValueError(
                 f"{self.name}: reflect padding needs images larger than the kernel radius "
-                f"{radius}, received shape {tuple(images.shape)}"
+                f"{radius}, received shape {tuple(shape)}"
             )
         if radius <= 0:
-            return images
+            return None
         sigma = uniform(self.seed_generator, batch, self.sigma[0], self.sigma[1])
-        apply = bernoulli(self.seed_generator, batch, self.p)
+        return sigma, bernoulli(self.seed_generator, batch, self.p)
+
+    def apply(self, images, params):
+        if params is None:
+            return images
+        sigma, apply = params
+        radius = blur_radius(images.shape[1], self.kernel_size)
         blurred = ops.clip(apply_blur(images, sigma, radius, self.padding), 0.0, 1.0)
         return ops.where(ops.reshape(apply, (-1, 1, 1, 1)), blurred, images)
 

@@ -14,9 +14,9 @@ with b = c = s = 0.8 * strength and h = 0.2 * strength. The four operations
 are applied in an order drawn per image, each result clipped to [0, 1].
 """
 
-import keras
 from keras import ops
 
+from contrastive import torch_speed
 from contrastive.augmenters._base import Augmenter, bernoulli, per_image, uniform
 from contrastive.registry import register
 from contrastive.typecheck import NonNegativeFloat, Probability, Seed
@@ -136,7 +136,7 @@ def sample_jitter(seed, batch, ranges, random_order=True):
         axis=1,
     )
     if random_order:
-        order = ops.argsort(keras.random.uniform((batch, 4), seed=seed), axis=1)
+        order = ops.argsort(torch_speed.uniform((batch, 4), seed=seed), axis=1)
     else:
         order = ops.zeros((batch, 4), "int32") + ops.arange(4, dtype="int32")[None, :]
     return factors, ops.cast(order, "int32")
@@ -189,10 +189,12 @@ class ColorJitter(Augmenter):
         if self.ranges[3] > 0.5:
             raise ValueError(f"hue: expected at most 0.5, received {self.ranges[3]:g}")
 
-    def augment(self, images):
-        batch = self.batch_size(images)
+    def sample(self, batch, shape):
         factors, order = sample_jitter(self.seed_generator, batch, self.ranges, self.random_order)
-        apply = bernoulli(self.seed_generator, batch, self.p)
+        return factors, order, bernoulli(self.seed_generator, batch, self.p)
+
+    def apply(self, images, params):
+        factors, order, apply = params
         return ops.where(per_image(apply), apply_jitter(images, factors, order), images)
 
     def get_config(self):
@@ -224,8 +226,10 @@ class RandomGrayscale(Augmenter):
         super().__init__(seed=seed, **kwargs)
         self.p = p
 
-    def augment(self, images):
-        apply = bernoulli(self.seed_generator, self.batch_size(images), self.p)
+    def sample(self, batch, shape):
+        return bernoulli(self.seed_generator, batch, self.p)
+
+    def apply(self, images, apply):
         return ops.where(per_image(apply), to_grayscale(images), images)
 
     def get_config(self):

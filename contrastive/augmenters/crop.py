@@ -3,9 +3,9 @@
 
 from typing import Literal
 
-import keras
 from keras import ops
 
+from contrastive import torch_speed
 from contrastive.augmenters._base import Augmenter, check_pair, log_uniform
 from contrastive.registry import register
 from contrastive.typecheck import FractionRange, PositiveRange, Seed, Width
@@ -33,7 +33,7 @@ def sample_crop_boxes(seed, batch, height, width, scale=(0.08, 1.0),
         int32 `(B, 4)`: `[y0, x0, h, w]` per image.
     """
     shape = (batch, attempts)
-    area = keras.random.uniform(shape, scale[0], scale[1], seed=seed) * (height * width)
+    area = torch_speed.uniform(shape, scale[0], scale[1], seed=seed) * (height * width)
     aspect = log_uniform(seed, shape, ratio[0], ratio[1])
     w = ops.round(ops.sqrt(area * aspect))
     h = ops.round(ops.sqrt(area / aspect))
@@ -43,7 +43,7 @@ def sample_crop_boxes(seed, batch, height, width, scale=(0.08, 1.0),
     any_fits = ops.any(fits, axis=1)
     h = ops.where(any_fits, ops.sum(h * pick, axis=1), float(height))
     w = ops.where(any_fits, ops.sum(w * pick, axis=1), float(width))
-    u = keras.random.uniform((batch, 2), seed=seed)
+    u = torch_speed.uniform((batch, 2), seed=seed)
     y0 = ops.minimum(ops.floor(u[:, 0] * (height - h + 1)), height - h)
     x0 = ops.minimum(ops.floor(u[:, 1] * (width - w + 1)), width - w)
     return ops.cast(ops.stack([y0, x0, h, w], axis=1), "int32")
@@ -72,7 +72,7 @@ def sample_official_boxes(seed, batch, height, width, scale=(0.08, 1.0),
     shape = (batch, attempts)
     total = float(height * width)
     min_area, max_area = scale[0] * total, scale[1] * total
-    aspect = keras.random.uniform(shape, ratio[0], ratio[1], seed=seed)
+    aspect = torch_speed.uniform(shape, ratio[0], ratio[1], seed=seed)
     low = ops.round(ops.sqrt(min_area / aspect))
     high = ops.round(ops.sqrt(max_area / aspect))
     too_wide = ops.round(high * aspect) > width
@@ -80,7 +80,7 @@ def sample_official_boxes(seed, batch, height, width, scale=(0.08, 1.0),
     narrow = ops.where(ops.round(narrow * aspect) > width, narrow - 1, narrow)
     high = ops.minimum(ops.where(too_wide, narrow, high), float(height))
     low = ops.minimum(low, high)
-    u = keras.random.uniform(shape, seed=seed)
+    u = torch_speed.uniform(shape, seed=seed)
     h = low + ops.minimum(ops.floor(u * (high - low + 1)), high - low)
     w = ops.round(h * aspect)
     h = ops.where(w * h < min_area, h + 1, h)
@@ -95,7 +95,7 @@ def sample_official_boxes(seed, batch, height, width, scale=(0.08, 1.0),
     any_fits = ops.any(fits, axis=1)
     h = ops.where(any_fits, ops.sum(h * pick, axis=1), float(height))
     w = ops.where(any_fits, ops.sum(w * pick, axis=1), float(width))
-    u = keras.random.uniform((batch, 2), seed=seed)
+    u = torch_speed.uniform((batch, 2), seed=seed)
     y0 = ops.minimum(ops.floor(u[:, 0] * (height - h)), ops.maximum(height - h - 1, 0.0))
     x0 = ops.minimum(ops.floor(u[:, 1] * (width - w)), ops.maximum(width - w - 1, 0.0))
     return ops.cast(ops.stack([y0, x0, h, w], axis=1), "int32")
@@ -117,8 +117,12 @@ def _taps(start, length, out_size, interpolation):
     does; bilinear clamps the coordinate to the crop, bicubic drops taps
     outside the crop and renormalises (TF's Keys kernel, as PIL does).
 
+    All taps are computed at once along a last axis (a few dozen ops
+    instead of a few dozen per tap: eager backends pay per op); every
+    element gets the same arithmetic as tap by tap.
+
     Returns:
-        A list of `(index (B, out), weight (B, out))`, one per tap.
+        `(index (B, out, taps), weight (B, out, taps))`.
     """
     start = ops.cast(start, "float32")[:, None]
     length = ops.cast(length, "float32")[:, None]
@@ -129,17 +133,21 @@ def _taps(start, length, out_size, interpolation):
         f = ops.floor(src)
         t = src - f
         f1 = ops.minimum(f + 1, length - 1)
-        return [(f + start, 1 - t), (f1 + start, t)]
-    f = ops.floor(src)
-    t = src - f
-    taps = []
-    for k in (-1, 0, 1, 2):
-        idx = f + k
-        inside = (idx >= 0) & (idx <= length - 1)
-        weight = ops.where(inside, _cubic(t - k), 0.0)
-        taps.append((ops.clip(idx, 0.0, length - 1) + start, weight))
-    total = sum(w for _, w in taps)
-    return [(idx, w / total) for idx, w in taps]
+        return (ops.stack([f + start, f1 + start], axis=-1), ops.stack([1 - t, t], axis=-1))
+    f = ops.floor(src)[:, :, None]
+    t = (src[:, :, None] - f)
+    k = ops.convert_to_tensor([-1.0, 0.0, 1.0, 2.0], "float32")
+    last = (length - 1)[:, :, None]
+    idx = f + k
+    inside = (idx >= 0) & (idx <= last)
+    weight = ops.where(inside, _cubic(t - k), 0.0)
+    # The sum over the taps in the tap-by-tap order, and one division per
+    # tap (XLA may turn a division by a broadcast into a product with the
+    # reciprocal): the same rounding as tap by tap on every backend.
+    w = [weight[:, :, tap] for tap in range(4)]
+    total = w[0] + w[1] + w[2] + w[3]
+    weight = ops.stack([x / total for x in w], axis=-1)
+    return ops.clip(idx, 0.0, last) + start[:, :, None], weight
 
 
 def _matrix(taps, size):
@@ -148,11 +156,12 @@ def _matrix(taps, size):
     Resampling as two batched matrix products (rows, then columns) keeps the
     work on matmul units and avoids large gathers, which XLA runs slowly.
     """
-    positions = ops.cast(ops.arange(size), "float32")[None, None, :]
-    out = None
-    for idx, weight in taps:
-        term = ops.cast(ops.equal(idx[:, :, None], positions), "float32") * weight[:, :, None]
-        out = term if out is None else out + term
+    idx, weight = taps
+    positions = ops.cast(ops.arange(size), "float32")[None, None, None, :]
+    terms = ops.cast(ops.equal(idx[..., None], positions), "float32") * weight[..., None]
+    out = terms[:, :, 0]
+    for tap in range(1, terms.shape[2]):
+        out = out + terms[:, :, tap]
     return out
 
 
@@ -250,11 +259,12 @@ class RandomResizedCrop(Augmenter):
             return apply_crop(images, whole, size, self.interpolation)
         return self.augment(images)
 
-    def augment(self, images):
-        _, height, width, _ = images.shape
+    def sample(self, batch, shape):
+        _, height, width, _ = shape
         sample = sample_official_boxes if self.sampler == "official" else sample_crop_boxes
-        boxes = sample(self.seed_generator, self.batch_size(images), height, width, self.scale,
-                       self.ratio)
+        return sample(self.seed_generator, batch, height, width, self.scale, self.ratio)
+
+    def apply(self, images, boxes):
         return apply_crop(images, boxes, self.output_size(images.shape), self.interpolation)
 
     def compute_output_shape(self, input_shape):

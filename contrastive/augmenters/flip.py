@@ -27,8 +27,11 @@ class RandomFlip(Augmenter):
         super().__init__(seed=seed, **kwargs)
         self.p = p
 
-    def augment(self, images):
-        return apply_flip(images, bernoulli(self.seed_generator, self.batch_size(images), self.p))
+    def sample(self, batch, shape):
+        return bernoulli(self.seed_generator, batch, self.p)
+
+    def apply(self, images, flip):
+        return apply_flip(images, flip)
 
     def get_config(self):
         config = super().get_config()

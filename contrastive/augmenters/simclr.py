@@ -2,6 +2,7 @@
 
 from typing import Literal
 
+from contrastive import torch_speed
 from contrastive.augmenters._base import Augmenter, to_float_images
 from contrastive.augmenters.blur import RandomGaussianBlur
 from contrastive.augmenters.color import ColorJitter, RandomGrayscale
@@ -163,8 +164,21 @@ class SimCLRAugment(Augmenter):
         return self.augment(images)
 
     def augment(self, images):
+        # Every stage's random draws first (each stage has its own seed
+        # generator, so the numbers are those of stage-by-stage draws), then
+        # the image ops as one stretch without draws: one graph when
+        # compiled on torch (`torch_speed.compiled_apply`).
+        batch = self.batch_size(images)
+        shape = tuple(images.shape)
+        params = []
         for stage in self.stages:
-            images = stage.augment(images)
+            params.append(stage.sample(batch, shape))
+            shape = tuple(stage.compute_output_shape(shape))
+        return torch_speed.apply_stages(self, images, params)
+
+    def apply(self, images, params):
+        for stage, stage_params in zip(self.stages, params):
+            images = stage.apply(images, stage_params)
         return images
 
     def compute_output_shape(self, input_shape):

@@ -44,8 +44,10 @@ class RandomSolarize(Augmenter):
         self.p = p
         self.threshold = threshold
 
-    def augment(self, images):
-        mask = bernoulli(self.seed_generator, self.batch_size(images), self.p)
+    def sample(self, batch, shape):
+        return bernoulli(self.seed_generator, batch, self.p)
+
+    def apply(self, images, mask):
         return apply_solarize(images, self.threshold, mask)
 
     def get_config(self):

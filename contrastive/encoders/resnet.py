@@ -36,6 +36,7 @@ from typing import Annotated, Literal
 
 import keras
 
+from contrastive import torch_speed
 from contrastive.registry import register
 from contrastive.typecheck import Range
 
@@ -58,8 +59,9 @@ def _kernel_initializer():
     return keras.initializers.VarianceScaling()
 
 
-def _batch_norm(dtype, zero_gamma=False, name=None):
-    return keras.layers.BatchNormalization(
+def _batch_norm(dtype, zero_gamma=False, name=None, data_format="channels_last"):
+    return torch_speed.BatchNormalization(
+        axis=1 if data_format == "channels_first" else -1,
         momentum=BATCH_NORM_MOMENTUM,
         epsilon=BATCH_NORM_EPSILON,
         gamma_initializer="zeros" if zero_gamma else "ones",
@@ -69,10 +71,17 @@ def _batch_norm(dtype, zero_gamma=False, name=None):
 
 
 class _ConvBN(keras.layers.Layer):
-    """Convolution with the official fixed padding, batch norm, optional ReLU."""
+    """Convolution with the official fixed padding, batch norm, optional ReLU.
 
-    def __init__(self, filters, kernel_size, strides=1, relu=True, zero_gamma=False, **kwargs):
+    `data_format` is the layout of the tensors between the encoder's layers
+    (see `torch_speed.internal_data_format`); the variables are the same in
+    either.
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, relu=True, zero_gamma=False,
+                 data_format="channels_last", **kwargs):
         super().__init__(**kwargs)
+        self.data_format = data_format
         self.filters = filters
         self.kernel_size = kernel_size
         self.strides = strides
@@ -84,18 +93,20 @@ class _ConvBN(keras.layers.Layer):
             total = kernel_size - 1
             begin = total // 2
             self.pad = keras.layers.ZeroPadding2D(
-                ((begin, total - begin), (begin, total - begin)), dtype=policy
+                ((begin, total - begin), (begin, total - begin)),
+                data_format=data_format, dtype=policy,
             )
-        self.conv = keras.layers.Conv2D(
+        self.conv = torch_speed.Conv2D(
             filters,
             kernel_size,
             strides=strides,
             padding="same" if strides == 1 else "valid",
             use_bias=False,
             kernel_initializer=_kernel_initializer(),
+            data_format=data_format,
             dtype=policy,
         )
-        self.norm = _batch_norm(policy, zero_gamma)
+        self.norm = _batch_norm(policy, zero_gamma, data_format=data_format)
 
     def build(self, input_shape):
         shape = input_shape
@@ -107,9 +118,10 @@ class _ConvBN(keras.layers.Layer):
         self.norm.build(shape)
 
     def call(self, x, training=False):
+        call = torch_speed.call_layer
         if self.pad is not None:
-            x = self.pad(x)
-        x = self.norm(self.conv(x), training=training)
+            x = call(self.pad, x)
+        x = call(self.norm, call(self.conv, x), training=training)
         return keras.activations.relu(x) if self.relu else x
 
     def compute_output_shape(self, input_shape):
@@ -126,6 +138,7 @@ class _ConvBN(keras.layers.Layer):
             strides=self.strides,
             relu=self.relu,
             zero_gamma=self.zero_gamma,
+            data_format=self.data_format,
         )
         return config
 
@@ -138,9 +151,11 @@ class _Block(keras.layers.Layer):
     """
 
     def __init__(
-        self, kind, filters, strides=1, projection=False, zero_init_residual=True, **kwargs
+        self, kind, filters, strides=1, projection=False, zero_init_residual=True,
+        data_format="channels_last", **kwargs
     ):
         super().__init__(**kwargs)
+        self.data_format = data_format
         self.kind = kind
         self.filters = filters
         self.strides = strides
@@ -148,22 +163,24 @@ class _Block(keras.layers.Layer):
         self.zero_init_residual = zero_init_residual
         policy = self.dtype_policy
         zero = zero_init_residual
+        fmt = data_format
         if kind == "basic":
             out = filters
             self.branch = [
-                _ConvBN(filters, 3, strides, dtype=policy),
-                _ConvBN(out, 3, 1, relu=False, zero_gamma=zero, dtype=policy),
+                _ConvBN(filters, 3, strides, data_format=fmt, dtype=policy),
+                _ConvBN(out, 3, 1, relu=False, zero_gamma=zero, data_format=fmt, dtype=policy),
             ]
         else:
             out = 4 * filters
             self.branch = [
-                _ConvBN(filters, 1, 1, dtype=policy),
-                _ConvBN(filters, 3, strides, dtype=policy),
-                _ConvBN(out, 1, 1, relu=False, zero_gamma=zero, dtype=policy),
+                _ConvBN(filters, 1, 1, data_format=fmt, dtype=policy),
+                _ConvBN(filters, 3, strides, data_format=fmt, dtype=policy),
+                _ConvBN(out, 1, 1, relu=False, zero_gamma=zero, data_format=fmt, dtype=policy),
             ]
         self.out_channels = out
         self.shortcut = (
-            _ConvBN(out, 1, strides, relu=False, dtype=policy) if projection else None
+            _ConvBN(out, 1, strides, relu=False, data_format=fmt, dtype=policy)
+            if projection else None
         )
 
     def build(self, input_shape):
@@ -175,9 +192,10 @@ class _Block(keras.layers.Layer):
             self.shortcut.build(input_shape)
 
     def call(self, x, training=False):
-        shortcut = x if self.shortcut is None else self.shortcut(x, training=training)
+        call = torch_speed.call_layer
+        shortcut = x if self.shortcut is None else call(self.shortcut, x, training=training)
         for layer in self.branch:
-            x = layer(x, training=training)
+            x = call(layer, x, training=training)
         return keras.activations.relu(x + shortcut)
 
     def compute_output_shape(self, input_shape):
@@ -194,6 +212,7 @@ class _Block(keras.layers.Layer):
             strides=self.strides,
             projection=self.projection,
             zero_init_residual=self.zero_init_residual,
+            data_format=self.data_format,
         )
         return config
 
@@ -247,6 +266,9 @@ class ResNet(keras.layers.Layer):
         self.zero_init_residual = zero_init_residual
         self.base_width = base_width
         self.block_kind, self.blocks_per_stage = ARCHITECTURES[self.depth]
+        # The layout between the layers (not saved: the variables are the
+        # same in either); channels_first on torch, see `torch_speed`.
+        self.data_format = torch_speed.internal_data_format()
         policy = self.dtype_policy
         width = base_width * width_multiplier
         self.stem = None
@@ -264,24 +286,26 @@ class ResNet(keras.layers.Layer):
                         strides=stride if index == 0 else 1,
                         projection=index == 0,
                         zero_init_residual=zero_init_residual,
+                        data_format=self.data_format,
                         dtype=policy,
                         name=f"stage{stage + 1}_block{index + 1}",
                     )
                 )
         self.output_dim = self.blocks[-1].out_channels
-        self.pool = keras.layers.GlobalAveragePooling2D(dtype=policy)
+        self.pool = keras.layers.GlobalAveragePooling2D(data_format=self.data_format, dtype=policy)
 
     def _make_stem(self, cifar_stem):
         width = self.base_width * self.width_multiplier
         policy = self.dtype_policy
         self.cifar_stem = bool(cifar_stem)
+        fmt = self.data_format
         if self.cifar_stem:
-            self.stem = _ConvBN(width, 3, 1, dtype=policy, name="stem")
+            self.stem = _ConvBN(width, 3, 1, data_format=fmt, dtype=policy, name="stem")
             self.stem_pool = None
         else:
-            self.stem = _ConvBN(width, 7, 2, dtype=policy, name="stem")
+            self.stem = _ConvBN(width, 7, 2, data_format=fmt, dtype=policy, name="stem")
             self.stem_pool = keras.layers.MaxPooling2D(
-                3, strides=2, padding="same", dtype=policy
+                3, strides=2, padding="same", data_format=fmt, dtype=policy
             )
 
     @staticmethod
@@ -293,7 +317,7 @@ class ResNet(keras.layers.Layer):
     def build(self, input_shape):
         if self.stem is None:
             self._make_stem(self.auto_cifar_stem(input_shape))
-        shape = input_shape
+        shape = torch_speed.internal_shape(input_shape, self.data_format)
         self.stem.build(shape)
         shape = self.stem.compute_output_shape(shape)
         if self.stem_pool is not None:
@@ -303,12 +327,14 @@ class ResNet(keras.layers.Layer):
             shape = block.compute_output_shape(shape)
 
     def call(self, images, training=False):
-        x = self.stem(images, training=training)
+        call = torch_speed.call_layer
+        x = torch_speed.to_internal(images, self.data_format)
+        x = call(self.stem, x, training=training)
         if self.stem_pool is not None:
-            x = self.stem_pool(x)
+            x = call(self.stem_pool, x)
         for block in self.blocks:
-            x = block(x, training=training)
-        return self.pool(x)
+            x = call(block, x, training=training)
+        return call(self.pool, x)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.output_dim)

@@ -3,6 +3,8 @@
 import keras
 import numpy as np
 
+from contrastive import torch_speed
+
 from contrastive.model import to_unit_float
 
 
@@ -80,6 +82,7 @@ def finetune_accuracy(encoder, train, test, fraction=0.1, epochs=30, learning_ra
     )
     subset = train.take(index).in_memory()
     x, y = subset.images, subset.labels
-    model.fit(x, y, epochs=epochs, batch_size=min(batch_size, len(x)), verbose=0)
+    model.fit(x, y, epochs=epochs, batch_size=min(batch_size, len(x)), verbose=0,
+              callbacks=[torch_speed.callback()])
     logits = np.concatenate([model.predict_on_batch(batch) for batch in test.batches(256)])
     return float((logits.argmax(axis=1) == test.labels).mean()), len(index)

@@ -9,6 +9,7 @@ Dense layer itself has a bias only without batch norm.
 
 import keras
 
+from contrastive import torch_speed
 from contrastive.registry import register
 from contrastive.typecheck import Width
 
@@ -42,7 +43,7 @@ class LinearUnit(keras.layers.Layer):
         )
         self.norm = None
         if batch_norm:
-            self.norm = keras.layers.BatchNormalization(
+            self.norm = torch_speed.BatchNormalization(
                 momentum=BATCH_NORM_MOMENTUM,
                 epsilon=BATCH_NORM_EPSILON,
                 center=use_bias,
@@ -55,9 +56,9 @@ class LinearUnit(keras.layers.Layer):
             self.norm.build(self.dense.compute_output_shape(input_shape))
 
     def call(self, x, training=False):
-        x = self.dense(x)
+        x = torch_speed.call_layer(self.dense, x)
         if self.norm is not None:
-            x = self.norm(x, training=training)
+            x = torch_speed.call_layer(self.norm, x, training=training)
         return x
 
     def compute_output_shape(self, input_shape):

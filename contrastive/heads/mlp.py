@@ -4,6 +4,7 @@ from typing import Annotated
 
 import keras
 
+from contrastive import torch_speed
 from contrastive.heads.linear import LinearUnit
 from contrastive.registry import register
 from contrastive.typecheck import Range, Width
@@ -60,10 +61,11 @@ class MLPHead(keras.layers.Layer):
         self.out.build(shape)
 
     def call(self, h, training=False):
+        call = torch_speed.call_layer
         x = h
         for unit in self.hidden:
-            x = keras.activations.relu(unit(x, training=training))
-        return self.out(x, training=training)
+            x = keras.activations.relu(call(unit, x, training=training))
+        return call(self.out, x, training=training)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.output_dim)

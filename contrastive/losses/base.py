@@ -209,8 +209,10 @@ class ContrastiveLoss(keras.losses.Loss):
             sim = ops.matmul(a, k_t)
             pos_mask, neg_mask = self._masks(keys_count, m, s_idx, p_idx, v)
             s_pos = ops.sum(ops.where(pos_mask, sim, ops.zeros_like(sim)), axis=1)
-            # Cosine similarities lie in [-1, 1]: -2 is below any of them.
-            s_neg = ops.max(ops.where(neg_mask, sim, ops.full_like(sim, -2.0)), axis=1)
+            # Cosine similarities lie in [-1, 1]: -2 is below any of them. A
+            # scalar, not `full_like`: on torch that reads its fill value
+            # back from the device (a host sync).
+            s_neg = ops.max(ops.where(neg_mask, sim, -2.0), axis=1)
             correct = ops.cast(s_pos > s_neg, "float32")
             cand = ops.logical_or(pos_mask, neg_mask)
             logits = sim * scale

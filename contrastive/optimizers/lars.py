@@ -150,6 +150,85 @@ class LARS(keras.optimizers.Optimizer):
         one = ops.ones_like(ratio)
         return ops.where(w_norm > 0, ops.where(u_norm > 0, ratio, one), one)
 
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        from contrastive import torch_speed
+
+        if torch_speed.enabled("foreach") and self._foreach_applies(grads, trainable_variables):
+            return self._foreach_update_step(grads, trainable_variables, learning_rate)
+        return super()._backend_update_step(grads, trainable_variables, learning_rate)
+
+    def _foreach_applies(self, grads, variables):
+        import torch
+
+        if torch.compiler.is_compiling():
+            return False
+        return all(isinstance(g, torch.Tensor) and g.dtype == v.value.dtype
+                   and g.dtype in (torch.float32, torch.float64)
+                   for g, v in zip(grads, variables))
+
+    def _foreach_update_step(self, grads, variables, learning_rate):
+        """`update_step` for every variable at once on torch: the same
+        formulas as `torch._foreach_*` ops over the lists of weights,
+        gradients and momenta (a few dozen ops a step instead of about
+        fifteen per variable) and the trust ratios of all variables as one
+        vector. No host sync; equal to `update_step` up to float rounding
+        (the norms sum in another order)."""
+        import torch
+
+        with torch.no_grad():
+            dtype = variables[0].value.dtype
+            lr = torch.as_tensor(learning_rate.value if isinstance(learning_rate, keras.Variable)
+                                 else learning_rate).to(dtype=dtype, device=grads[0].device)
+            ws = [v.value for v in variables]
+            vs = [self.momentums[self._get_variable_index(v)].value for v in variables]
+            excluded = [self.is_excluded(v) for v in variables]
+            inc = [i for i, e in enumerate(excluded) if not e]
+            gs = list(grads)
+            if inc and self.weight_decay:
+                decayed = torch._foreach_add([gs[i] for i in inc], [ws[i] for i in inc],
+                                             alpha=self.weight_decay)
+                for i, g in zip(inc, decayed):
+                    gs[i] = g
+            m = self.momentum
+
+            def trust(i_list, us):
+                """lr * trust ratio per variable of `i_list`, as 0-d tensors."""
+                w_norm = torch.stack(torch._foreach_norm([ws[i] for i in i_list]))
+                u_norm = torch.stack(torch._foreach_norm(us))
+                one = torch.ones_like(w_norm)
+                ratio = self.eta * w_norm / torch.where(u_norm > 0, u_norm, one)
+                ratio = torch.where(w_norm > 0, torch.where(u_norm > 0, ratio, one), one)
+                return list(torch.unbind(lr * ratio))
+
+            if self.classic_momentum:
+                scaled = [lr] * len(variables)
+                if inc:
+                    for i, s in zip(inc, trust(inc, [gs[i] for i in inc])):
+                        scaled[i] = s
+                # next_v = m * v + scaled_lr * g
+                step = torch._foreach_mul(gs, scaled)
+                torch._foreach_mul_(vs, m)
+                torch._foreach_add_(vs, step)
+                if self.nesterov:
+                    update = torch._foreach_mul(vs, m)
+                    torch._foreach_add_(update, step)
+                else:
+                    update = vs
+                torch._foreach_sub_(ws, update)
+            else:
+                torch._foreach_mul_(vs, m)
+                torch._foreach_add_(vs, gs)
+                if self.nesterov:
+                    update = torch._foreach_mul(vs, m)
+                    torch._foreach_add_(update, gs)
+                else:
+                    update = list(vs)
+                scaled = [lr] * len(variables)
+                if inc:
+                    for i, s in zip(inc, trust(inc, [update[i] for i in inc])):
+                        scaled[i] = s
+                torch._foreach_sub_(ws, torch._foreach_mul(update, scaled))
+
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
         lr = ops.cast(learning_rate, dtype)

@@ -119,9 +119,10 @@ def _announce(spec, parts, schedule, distribution, run_dir, first_epoch, log):
 
 def _fit(spec, model, parts, run_dir, distribution, first_epoch):
     """Runs `fit` from `first_epoch`; returns `(history, seconds)`."""
+    from contrastive import torch_speed
     from contrastive.training.callbacks import StopOnNonFinite, monitor_callbacks
 
-    callbacks = [StopOnNonFinite(), *parts.input.callbacks(),
+    callbacks = [torch_speed.callback(), StopOnNonFinite(), *parts.input.callbacks(),
                  *run_dir.callbacks(spec, first_epoch),
                  *monitor_callbacks(spec, parts, run_dir)]
     start = time.perf_counter()
