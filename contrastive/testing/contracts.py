@@ -184,7 +184,8 @@ def _check_optimizer(optimizer, label):
             **optimizer.get_config(),
             "learning_rate": keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)})):
         variable = keras.Variable(np.ones((3, 2), "float32"))
-        candidate.apply([np.full((3, 2), 0.5, "float32")], [variable])
+        candidate.apply([keras.ops.convert_to_tensor(np.full((3, 2), 0.5, "float32"))],
+                        [variable])
         after = _numpy(variable)
         _finite(label, "the updated variable", after)
         _expect(not np.allclose(after, 1.0), label, "one step did not change the variable")
