@@ -23,11 +23,14 @@ EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 @register("datasets", "image_folder")
 class ImageFolder(Dataset):
-    """JPEG and PNG images in one sub-folder per class.
+    """JPEG and PNG images, in one sub-folder per class or unlabelled.
 
     `path` is a folder `<class>/<image>` or a `.tar`, `.tar.gz` or `.tgz`
-    archive whose members are `.../<class>/<image>`. Images are converted to
-    RGB and resized to `size` x `size` (bilinear) where they differ.
+    archive whose members are `.../<class>/<image>`, labelled by class
+    folder; or a folder of images with no class folders (an archive whose
+    images share one folder), unlabelled, as self-supervised data usually
+    is (evaluation then needs `eval.data`). Images are converted to RGB and
+    resized to `size` x `size` (bilinear) where they differ.
 
     Unreadable files (truncated, not an image) are reported with their
     paths; with `on_error: skip` they are left out, with `on_error: fail`
@@ -40,6 +43,8 @@ class ImageFolder(Dataset):
         limit_per_class: take at most this many images of each class (the
             first ones in sorted order), for quick runs.
         on_error: what to do with unreadable files.
+        labels: `auto` (labelled by class folder when there are at least
+            two, else unlabelled), `folders` or `none`.
         cache: keep the decoded images (see `contrastive.datasets.cache`),
             keyed by the files' paths, sizes and times and these settings.
             When training streams the files (`train.input: stream`), the
@@ -54,9 +59,11 @@ class ImageFolder(Dataset):
         test_path: str | None = None,
         limit_per_class: PositiveInt | None = None,
         on_error: Literal["skip", "fail"] = "skip",
+        labels: Literal["auto", "folders", "none"] = "auto",
         cache: bool = True,
     ):
         self.path = path
+        self.labels = labels
         self.size = size
         self.test_path = test_path
         self.limit_per_class = limit_per_class
@@ -89,8 +96,7 @@ class ImageFolder(Dataset):
         if not root.exists():
             raise DataError(f"{root}: no such file or folder")
         if root.is_dir():
-            items = [p for p in _folder_items(root) if p.name.lower().endswith(EXTENSIONS)]
-            return len(self._limit(items, lambda item: item.parent.name))
+            return len(self._limit(_folder_items(root), lambda item: _class_of(item, root)))
         if root.name.endswith((".tar", ".tar.gz", ".tgz")):
             try:
                 with tarfile.open(root) as archive:
@@ -98,8 +104,8 @@ class ImageFolder(Dataset):
                                    if m.isfile() and m.name.lower().endswith(EXTENSIONS))
             except (tarfile.TarError, OSError, EOFError) as exc:
                 raise DataError(f"{root}: cannot read the archive: {exc}") from None
-            return len(self._limit(names, lambda name: pathlib.PurePosixPath(name).parent.name))
-        raise DataError(f"{root}: expected a folder of class folders or a .tar.gz archive")
+            return len(self._limit(names, _member_class))
+        raise DataError(f"{root}: expected a folder of images or a .tar.gz archive")
 
     def files(self, split="train", check=True):
         """Returns the `Files` of `split`, for streaming.
@@ -113,17 +119,16 @@ class ImageFolder(Dataset):
         if not root.exists():
             raise DataError(f"{root}: no such file or folder")
         if root.is_dir():
-            items = _folder_items(root)
+            items, base = _folder_items(root), root
         elif root.name.endswith((".tar", ".tar.gz", ".tgz")):
-            folder = cache.extracted(root)
-            items = sorted(p for p in folder.rglob("*")
+            base = cache.extracted(root)
+            items = sorted(p for p in base.rglob("*")
                            if p.is_file() and p.name.lower().endswith(EXTENSIONS))
         else:
-            raise DataError(f"{root}: expected a folder of class folders or a .tar.gz archive")
-        items = self._limit(items, lambda item: item.parent.name)
+            raise DataError(f"{root}: expected a folder of images or a .tar.gz archive")
+        items = self._limit(items, lambda item: _class_of(item, base))
         if not items:
-            raise DataError(f"{root}: no {'/'.join(EXTENSIONS)} images in class folders")
-        classes = tuple(sorted({item.parent.name for item in items}))
+            raise DataError(f"{root}: no {'/'.join(EXTENSIONS)} images")
         unreadable = self._unreadable(items) if check else []
         bad = [f"{path} ({error})" for path, error in unreadable]
         if bad:
@@ -132,8 +137,8 @@ class ImageFolder(Dataset):
             items = [item for item in items if str(item) not in dropped]
             if not items:
                 raise DataError(f"{root}: none of the images could be read")
-        index = {cls: i for i, cls in enumerate(classes)}
-        labels = np.array([index[item.parent.name] for item in items], dtype=np.int32)
+        labels, classes = class_labels([_class_of(item, base) for item in items], self.labels,
+                                       root)
         return Files(tuple(items), labels, self.size, classes, skipped=tuple(bad))
 
     def _unreadable(self, items):
@@ -158,14 +163,12 @@ class ImageFolder(Dataset):
 
     def _read(self, root):
         if root.is_dir():
-            items = _folder_items(root)
-            read = lambda item: item.read_bytes()  # noqa: E731
-            items = self._limit(items, lambda item: item.parent.name)
-            named = [(str(item), item.parent.name, item) for item in items]
-            return self._decode(root, named, read)
+            items = self._limit(_folder_items(root), lambda item: _class_of(item, root))
+            named = [(str(item), _class_of(item, root), item) for item in items]
+            return self._decode(root, named, lambda item: item.read_bytes())
         if root.is_file() and root.name.endswith((".tar", ".tar.gz", ".tgz")):
             return self._from_tar(root)
-        raise DataError(f"{root}: expected a folder of class folders or a .tar.gz archive")
+        raise DataError(f"{root}: expected a folder of images or a .tar.gz archive")
 
     def _limit(self, items, class_of):
         if self.limit_per_class is None:
@@ -186,7 +189,7 @@ class ImageFolder(Dataset):
                     (m for m in members if m.isfile() and m.name.lower().endswith(EXTENSIONS)),
                     key=lambda m: m.name,
                 )
-                images = self._limit(images, lambda m: pathlib.PurePosixPath(m.name).parent.name)
+                images = self._limit(images, lambda m: _member_class(m.name))
                 wanted = {m.name for m in images}
                 # In archive order, so that a compressed stream is read once.
                 blobs = {
@@ -195,16 +198,14 @@ class ImageFolder(Dataset):
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise DataError(f"{root}: cannot read the archive: {exc}") from None
         named = [
-            (f"{root}:{m.name}", pathlib.PurePosixPath(m.name).parent.name, m.name)
+            (f"{root}:{m.name}", _member_class(m.name), m.name)
             for m in images
         ]
         return self._decode(root, named, blobs.__getitem__)
 
     def _decode(self, root, named, read):
         if not named:
-            raise DataError(f"{root}: no {'/'.join(EXTENSIONS)} images in class folders")
-        classes = tuple(sorted({cls for _, cls, _ in named}))
-        index = {cls: i for i, cls in enumerate(classes)}
+            raise DataError(f"{root}: no {'/'.join(EXTENSIONS)} images")
 
         def decode(entry):
             shown, _, key = entry
@@ -227,15 +228,55 @@ class ImageFolder(Dataset):
         if not keep:
             raise DataError(f"{root}: none of the {len(named)} images could be read")
         images = np.stack([decoded[i][0] for i in keep])
-        labels = np.array([index[named[i][1]] for i in keep], dtype=np.int32)
+        labels, classes = class_labels([named[i][1] for i in keep], self.labels, root)
         return Arrays(images, labels, classes, skipped=tuple(bad))
 
 
+def class_labels(names, mode, source):
+    """Labels from per-image class names: `(labels, class_names)`, or
+    `(None, ())` unlabelled.
+
+    Args:
+        names: one class name per image; "" for an image outside any class
+            folder.
+        mode: `auto` (labelled when there are at least two classes and no
+            image outside them), `folders` or `none`.
+        source: where the images came from, for messages.
+
+    Raises:
+        DataError: `folders` asked of images outside class folders, or
+            images both in and outside class folders.
+    """
+    classes = tuple(sorted(set(names)))
+    if mode == "none" or (mode == "auto" and len(classes) < 2 and "" in classes):
+        return None, ()
+    if "" in classes:
+        raise DataError(f"{source}: expected every image in a class folder (or none, for "
+                        "unlabelled data), received images both in and outside class folders")
+    if mode == "auto" and len(classes) < 2:
+        return None, ()
+    index = {cls: i for i, cls in enumerate(classes)}
+    return np.array([index[name] for name in names], dtype=np.int32), classes
+
+
 def _folder_items(root):
-    items = []
+    """The files at the top of `root` and in its sub-folders, sorted (a file
+    that is not an image is reported as unreadable)."""
+    top = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
+    nested = []
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        items.extend(sorted(p for p in class_dir.iterdir() if p.is_file()))
-    return items
+        nested.extend(sorted(p for p in class_dir.iterdir() if p.is_file()))
+    return top + nested
+
+
+def _member_class(name):
+    """The class folder of an archive member (the folder it is in)."""
+    return pathlib.PurePosixPath(name).parent.name
+
+
+def _class_of(item, root):
+    """The class folder of an image under `root` ("" at the top)."""
+    return "" if item.parent == root else item.parent.name
 
 
 def _reason(exc):

@@ -20,13 +20,17 @@ def monitor_callbacks(spec, parts, run_dir):
     tensorflow and tensorboard are installed)."""
     callbacks = []
     every = spec.eval.monitor_every
-    if every and parts.input.labels is not None:
-        from contrastive.evaluation.data import held_out
+    if every:
+        from contrastive.errors import SpecError
+        from contrastive.evaluation.data import labelled_splits
         from contrastive.evaluation.monitor import KnnMonitor
 
-        test = held_out(spec, parts.dataset)
-        if test is not None and test.labels is not None:
-            callbacks.append(KnnMonitor(parts.input.data, test, every, k=spec.eval.knn.k,
+        try:
+            train, test = labelled_splits(spec, parts.dataset, parts.input.data)
+        except SpecError:
+            train = test = None
+        if test is not None:
+            callbacks.append(KnnMonitor(train, test, every, k=spec.eval.knn.k,
                                         temperature=spec.eval.knn.temperature))
     if spec.output.tensorboard and run_dir.writes and _tensorboard_installed():
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir.path / "tensorboard"),

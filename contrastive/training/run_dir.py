@@ -119,7 +119,12 @@ class RunDir:
                 (self.path / name).unlink(missing_ok=True)
 
     def finish(self, spec, parts, results):
-        """Writes the curves, the encoder files and `results.json`."""
+        """Writes the curves, the encoder files, `results.json` and, when
+        unreadable files were left out of the data, `skipped.txt`."""
+        skipped = getattr(parts.input.data, "skipped", ())
+        if skipped:
+            (self.path / "skipped.txt").write_text("\n".join(skipped) + "\n", encoding="utf-8")
+            results["skipped_files"] = len(skipped)
         if spec.output.plot:
             from contrastive.plots import plot_metrics
 

@@ -147,7 +147,8 @@ def _results(spec, parts, history, seconds, first_epoch, schedule, run_dir, log)
     import keras
 
     from contrastive.evaluation import frozen_features
-    from contrastive.evaluation.data import held_out
+    from contrastive.errors import SpecError
+    from contrastive.evaluation.data import labelled_splits
 
     losses = history.history.get("loss", [])
     epochs = first_epoch + len(losses)
@@ -170,9 +171,10 @@ def _results(spec, parts, history, seconds, first_epoch, schedule, run_dir, log)
         results["peak_learning_rate"] = float(schedule.peak_learning_rate)
     results["eval"] = {}
     if spec.eval.knn.enabled or spec.eval.linear.enabled:
-        train, test = parts.input.data, held_out(spec, parts.dataset, parts.input.mode)
-        if test is None or train.labels is None or test.labels is None:
-            log("evaluation skipped: no labelled held-out data (a test split or eval.data)")
+        try:
+            train, test = labelled_splits(spec, parts.dataset, parts.input.data, parts.input.mode)
+        except SpecError as exc:
+            log(f"evaluation skipped: {exc.message}")
         else:
             results["eval"] = frozen_features(spec.eval, parts.encoder, train, test,
                                               spec.seed, log)

@@ -1,0 +1,73 @@
+"""Self-supervised data without labels: an image folder with no class
+folders trains, evaluation says why it is skipped (or uses `eval.data`),
+and unreadable files are skipped, counted and named in the run directory."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import contrastive
+from contrastive.datasets.image_folder import ImageFolder
+from contrastive.errors import DataError
+
+
+@pytest.fixture
+def flat_folder(tmp_path):
+    """40 images of 16x16 straight in one folder, and one broken file."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "flat"
+    root.mkdir()
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+            root / f"{i:03d}.png")
+    (root / "020-broken.png").write_bytes(b"\x89PNG not really")
+    return root
+
+
+def spec(root, mode, **extra):
+    return {
+        "data": {"name": "image_folder", "path": str(root), "size": 16, "cache": False},
+        "augment": {"name": "simclr", "preset": "cifar10"},
+        "encoder": {"name": "small_cnn", "widths": [8]},
+        "head": {"name": "mlp", "output_dim": 8},
+        "train": {"batch_size": 8, "epochs": 1, "steps_per_epoch": 2, "verbose": 0,
+                  "input": mode},
+        "output": {"tensorboard": False, "plot": False},
+        **extra,
+    }
+
+
+def test_a_folder_without_class_folders_is_unlabelled(flat_folder):
+    with pytest.warns(UserWarning, match="020-broken.png"):
+        data = ImageFolder(str(flat_folder), size=16, cache=False).load()
+    assert data.labels is None and len(data) == 40 and data.class_names == ()
+    assert ImageFolder(str(flat_folder), size=16).count() == 41
+    with pytest.raises(DataError, match="in a class folder"):
+        with pytest.warns(UserWarning):
+            ImageFolder(str(flat_folder), size=16, labels="folders", cache=False).load()
+
+
+@pytest.mark.parametrize("mode", ["memory", "device", "stream"])
+def test_an_unlabelled_folder_trains_and_names_what_it_skipped(flat_folder, tmp_path, mode):
+    if mode == "stream":
+        pytest.importorskip("tensorflow")
+    lines = []
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        run = contrastive.train(spec(flat_folder, mode), out=tmp_path / "run", log=lines.append)
+    assert run.results["epochs"] == 1 and run.results["eval"] == {}
+    assert any("evaluation skipped" in line for line in lines)
+    assert run.results["skipped_files"] == 1
+    assert "020-broken.png" in (tmp_path / "run" / "skipped.txt").read_text()
+
+
+def test_an_unlabelled_folder_is_evaluated_on_eval_data(flat_folder, tmp_path, tiny_arrays):
+    # With unlabelled training data, eval.data gives both labelled splits.
+    data = spec(flat_folder, "memory", eval={
+        "data": {"name": "arrays", "path": str(tiny_arrays),
+                 "test_path": str(tiny_arrays.parent / "tiny_test.npz")},
+        "knn": {"k": 3}, "linear": {"epochs": 2}})
+    with pytest.warns(UserWarning):
+        run = contrastive.train(data, out=tmp_path / "run", log=lambda line: None)
+    assert 0.0 <= run.results["eval"]["knn_accuracy"] <= 1.0
+    report = contrastive.evaluate(run, "knn", k=3)
+    assert (report["train"], report["test"]) == (48, 12)
