@@ -166,10 +166,14 @@ class EvalSection:
         linear: see `LinearSection`.
         monitor_every: a kNN measurement on the held-out data every this
             many epochs of pretraining (0: none).
+        baselines: evaluate the same way, beside h, the raw pixels (when an
+            image has at most 16,384 values) and a randomly initialised
+            encoder of the same architecture: what pretraining added.
     """
 
     data: dict | None = None
     monitor_every: NonNegativeInt = 0
+    baselines: bool = True
     knn: KnnSection = dataclasses.field(default_factory=KnnSection)
     linear: LinearSection = dataclasses.field(default_factory=LinearSection)
 

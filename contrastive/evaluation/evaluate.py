@@ -1,6 +1,8 @@
 """The evaluation protocols of a representation h, after pretraining and of
 a finished run: kNN, linear, and semi-supervised fine-tuning."""
 
+import numpy as np
+
 from contrastive.errors import SpecError
 from contrastive.evaluation.data import evaluation_data
 from contrastive.evaluation.features import check_image_shape, features_of
@@ -8,6 +10,9 @@ from contrastive.evaluation.knn import knn_accuracy
 from contrastive.evaluation.linear import linear_accuracy
 
 PROTOCOLS = ("knn", "linear", "finetune")
+
+
+RAW_PIXELS_LIMIT = 16384  # values per image, for the raw-pixel baseline
 
 
 def frozen_features(settings, encoder, train, test, seed=0, log=print):
@@ -19,16 +24,69 @@ def frozen_features(settings, encoder, train, test, seed=0, log=print):
     """
     if not (settings.knn.enabled or settings.linear.enabled):
         return {}
-    train_h, test_h = features_of(encoder, train), features_of(encoder, test)
+    return _score(settings, features_of(encoder, train), train.labels,
+                  features_of(encoder, test), test.labels, seed, log)
+
+
+def baselines(settings, encoder_spec, train, test, seed=0, log=print):
+    """The same evaluation of what pretraining started from: the raw pixels
+    (flattened, when an image has at most `RAW_PIXELS_LIMIT` values) and a
+    randomly initialised encoder of the spec's architecture.
+
+    Returns:
+        `{"raw_pixels": {...}, "random_encoder": {...}}` (each as
+        `frozen_features` returns it).
+    """
+    import keras
+
+    from contrastive.registry import build
+
+    results = {}
+    values = int(np.prod(train.image_shape))
+    if values <= RAW_PIXELS_LIMIT:
+        results["raw_pixels"] = _score(settings, _pixels(train), train.labels, _pixels(test),
+                                       test.labels, seed, _prefixed(log, "raw pixels"))
+    else:
+        log(f"raw-pixel baseline skipped: {values} values an image (at most {RAW_PIXELS_LIMIT})")
+    keras.utils.set_random_seed(seed + 1)
+    random_encoder = build("encoders", encoder_spec, "encoder")
+    results["random_encoder"] = frozen_features(settings, random_encoder, train, test, seed,
+                                                _prefixed(log, "random encoder"))
+    return results
+
+
+def comparison(pretrained, baseline):
+    """A table of the pretrained h's accuracies beside the baselines'."""
+    rows = [("raw pixels", baseline.get("raw_pixels")),
+            ("random encoder", baseline.get("random_encoder")),
+            ("pretrained h", pretrained)]
+    metrics = [m for m in ("knn_accuracy", "linear_accuracy") if m in pretrained]
+    lines = ["features        " + "".join(f"{m.split('_')[0]:>10}" for m in metrics)]
+    for name, values in rows:
+        if values is not None:
+            lines.append(f"{name:<16}" + "".join(f"{values[m]:>10.4f}" for m in metrics))
+    return "\n".join(lines)
+
+
+def _pixels(data):
+    return np.concatenate([batch.reshape(len(batch), -1).astype("float32") / 255.0
+                           for batch in data.batches(1024)])
+
+
+def _prefixed(log, prefix):
+    return lambda line: log(f"{prefix}, {line}")
+
+
+def _score(settings, train_h, train_labels, test_h, test_labels, seed, log):
     results = {}
     if settings.knn.enabled:
         results["knn_accuracy"] = knn_accuracy(
-            train_h, train.labels, test_h, test.labels, k=settings.knn.k,
+            train_h, train_labels, test_h, test_labels, k=settings.knn.k,
             temperature=settings.knn.temperature)
     if settings.linear.enabled:
         linear = settings.linear
         results["linear_accuracy"] = linear_accuracy(
-            train_h, train.labels, test_h, test.labels, epochs=linear.epochs,
+            train_h, train_labels, test_h, test_labels, epochs=linear.epochs,
             learning_rate=linear.learning_rate, batch_size=linear.batch_size, seed=seed)
     for name, value in results.items():
         log(f"{name}: {value:.4f}")

@@ -146,7 +146,7 @@ def _results(spec, parts, history, seconds, first_epoch, schedule, run_dir, log)
     """
     import keras
 
-    from contrastive.evaluation import frozen_features
+    from contrastive.evaluation.evaluate import baselines, comparison, frozen_features
     from contrastive.errors import SpecError
     from contrastive.evaluation.data import labelled_splits
 
@@ -178,6 +178,10 @@ def _results(spec, parts, history, seconds, first_epoch, schedule, run_dir, log)
         else:
             results["eval"] = frozen_features(spec.eval, parts.encoder, train, test,
                                               spec.seed, log)
+            if spec.eval.baselines:
+                results["baselines"] = baselines(spec.eval, spec.encoder, train, test,
+                                                 spec.seed, log)
+                log(comparison(results["eval"], results["baselines"]))
     return results
 
 
