@@ -173,8 +173,9 @@ def _results(spec, parts, history, seconds, first_epoch, schedule, run_dir, log)
         if test is None or train.labels is None or test.labels is None:
             log("evaluation skipped: no labelled held-out data (a test split or eval.data)")
         else:
+            verbose = "auto" if spec.train.verbose and run_dir.writes else 0
             results["eval"] = frozen_features(spec.eval, parts.encoder, train, test,
-                                              spec.seed, log)
+                                              spec.seed, log, verbose)
     return results
 
 
