@@ -23,6 +23,19 @@ def describe(epochs, learning_rate, batch_size):
     }
 
 
+def linear_classifier(num_features, num_classes, learning_rate):
+    """The compiled classifier: one dense layer on the features, trained
+    with `OPTIMIZER` on softmax cross-entropy."""
+    classifier = keras.Sequential(
+        [keras.Input((num_features,)), keras.layers.Dense(num_classes, dtype="float32")]
+    )
+    classifier.compile(
+        optimizer=getattr(keras.optimizers, OPTIMIZER)(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return classifier
+
+
 def linear_accuracy(train_features, train_labels, test_features, test_labels,
                     epochs=100, learning_rate=1e-3, batch_size=256, seed=0,
                     num_classes=None, verbose=0):
@@ -54,13 +67,7 @@ def linear_accuracy(train_features, train_labels, test_features, test_labels,
     x_train = ((train_features - mean) / std).astype("float32")
     x_test = ((test_features - mean) / std).astype("float32")
     keras.utils.set_random_seed(seed)
-    classifier = keras.Sequential(
-        [keras.Input((x_train.shape[1],)), keras.layers.Dense(num_classes, dtype="float32")]
-    )
-    classifier.compile(
-        optimizer=getattr(keras.optimizers, OPTIMIZER)(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
+    classifier = linear_classifier(x_train.shape[1], num_classes, learning_rate)
     classifier.fit(x_train, train_labels, epochs=epochs, batch_size=batch_size, verbose=0,
                    callbacks=[EpochProgress("linear classifier", epochs, verbose)])
     logits = classifier.predict(x_test, batch_size=1024, verbose=0)
