@@ -11,6 +11,14 @@ set_option = click.option(
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 spec_argument = click.argument("spec", type=click.Path(dir_okay=False))
+run_option = click.option(
+    "--run", "run_dir", required=True, type=click.Path(file_okay=False), help="A finished run directory."
+)
+data_option = click.option(
+    "--data", default=None, metavar="YAML",
+    help="A dataset mapping replacing the run's data, e.g. '{name: digits, test_fraction: 0.5}'; "
+         "its images must have the size the encoder was trained on.",
+)
 progress_option = click.option(
     "--progress/--no-progress",
     default=None,

@@ -4,15 +4,12 @@ import json
 
 import click
 
-from contrastive_cli.options import json_option, progress_option, verbosity
-
-run_option = click.option(
-    "--run", "run_dir", required=True, type=click.Path(file_okay=False), help="A finished run directory."
-)
-data_option = click.option(
-    "--data", default=None, metavar="YAML",
-    help="A dataset mapping replacing the run's data, e.g. '{name: digits, test_fraction: 0.5}'; "
-         "its images must have the size the encoder was trained on.",
+from contrastive_cli.options import (
+    data_option,
+    json_option,
+    progress_option,
+    run_option,
+    verbosity,
 )
 
 

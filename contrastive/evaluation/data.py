@@ -16,7 +16,7 @@ def held_out(spec, dataset, mode="memory"):
     return None
 
 
-def evaluation_data(spec, data=None, train=None):
+def evaluation_data(spec, data=None, train=None, labelled=True):
     """`(train, test)`, both labelled, for evaluating a run of `spec`.
 
     Args:
@@ -24,21 +24,68 @@ def evaluation_data(spec, data=None, train=None):
             decoded into memory or read from the files as they are encoded.
         data: a dataset mapping replacing the run's `data` (and `eval.data`).
         train: the training split when already loaded.
+        labelled: require labels of both splits.
 
     Raises:
-        SpecError: no labels, or no held-out split.
+        SpecError: no labels (when required), or no held-out split.
     """
-    mode = spec.train.input
-    dataset = build("datasets", data if data is not None else spec.data,
-                    "--data" if data is not None else "data")
+    dataset = _dataset(spec, data)
     if train is None:
-        train = load_split(dataset, mode)[1]
+        train = load_split(dataset, spec.train.input)[1]
+    test = _test_split(spec, dataset, data)
+    if labelled and (train.labels is None or test.labels is None):
+        raise SpecError("expected labelled data for evaluation", "data")
+    return train, test
+
+
+def held_out_split(spec, data=None):
+    """The held-out split a run of `spec` is evaluated on, alone (see
+    `evaluation_data`); labels are not required.
+
+    Raises:
+        SpecError: no held-out split.
+    """
+    return _test_split(spec, _dataset(spec, data), data)
+
+
+def _dataset(spec, data):
+    return build("datasets", data if data is not None else spec.data,
+                 "--data" if data is not None else "data")
+
+
+def _test_split(spec, dataset, data):
+    mode = spec.train.input
     if data is not None:
         test = load_split(dataset, mode, "test")[1] if "test" in dataset.splits else None
     else:
         test = held_out(spec, dataset, mode)
     if test is None:
         raise SpecError("expected a dataset with a test split, or eval.data", "data")
-    if train.labels is None or test.labels is None:
-        raise SpecError("expected labelled data for evaluation", "data")
-    return train, test
+    return test
+
+
+def run_splits(run, data=None, start="h", labelled=True):
+    """The encoder of a finished run and the `(train, test)` splits it is
+    evaluated on (`evaluation_data`), checked to have the image shape the
+    encoder was trained on.
+
+    Args:
+        run: a `Run`.
+        data: a dataset mapping replacing the run's data (`--data`).
+        start: the encoder's output, `h` or `head1` (see `Run.encoder`).
+        labelled: require labels of both splits.
+
+    Returns:
+        `(encoder, train, test)`.
+
+    Raises:
+        SpecError: the run is not finished, the data has no held-out split
+            or labels, or images of another shape.
+    """
+    from contrastive.evaluation.features import check_image_shape
+
+    encoder = run.encoder(start)
+    train, test = evaluation_data(run.spec, data, labelled=labelled)
+    for split in (train, test):
+        check_image_shape(encoder, split, "--data" if data is not None else "data")
+    return encoder, train, test

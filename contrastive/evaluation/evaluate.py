@@ -2,8 +2,8 @@
 a finished run: kNN, linear, and semi-supervised fine-tuning."""
 
 from contrastive.errors import SpecError
-from contrastive.evaluation.data import evaluation_data
-from contrastive.evaluation.features import check_image_shape, features_of
+from contrastive.evaluation.data import run_splits
+from contrastive.evaluation.features import features_of
 from contrastive.evaluation.knn import knn_accuracies
 from contrastive.evaluation.linear import linear_accuracy
 
@@ -90,10 +90,7 @@ def evaluate(run, protocol="knn", data=None, verbose="auto", **options):
                         "protocol")
     spec = run.spec
     settings = _settings(spec, protocol, options)
-    encoder = run.encoder(settings.get("start", "h"))
-    train, test = evaluation_data(spec, data)
-    for split in (train, test):
-        check_image_shape(encoder, split, "--data" if data is not None else "data")
+    encoder, train, test = run_splits(run, data, settings.get("start", "h"))
     report = {"protocol": protocol, **settings, "train": len(train), "test": len(test)}
     return {**report, **_measure(protocol, encoder, train, test, settings, spec.seed, verbose)}
 
