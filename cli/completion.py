@@ -1,6 +1,7 @@
 """Shell completion of component kinds and names (click's `shell_complete=`
 callbacks); the shells' set-up is in the README."""
 
+import contextlib
 import os
 
 from click.shell_completion import CompletionItem
@@ -24,11 +25,26 @@ def complete_name(ctx, param, incomplete):
     from contrastive.errors import ContrastiveError
     from contrastive.registry import get_registry
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # built-ins may import a backend
     try:
         registry = get_registry(ctx.params.get("kind"))
     except ContrastiveError:
         return []
+    with _silent_stderr():
+        entries = registry.entries()
     return [CompletionItem(entry.name, help=entry.origin)
-            for entry in registry.entries()
+            for entry in entries
             if entry.name.startswith(incomplete) and not entry.shadowed_by_builtin]
+
+
+@contextlib.contextmanager
+def _silent_stderr():
+    """Sends file descriptor 2 to /dev/null: the built-ins import Keras and
+    its backend, whose C++ start-up lines would land in the user's prompt."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

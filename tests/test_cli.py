@@ -140,3 +140,20 @@ def test_completion_through_the_shell_protocol(capsys, monkeypatch):
     monkeypatch.setenv("_CONTRASTIVE_COMPLETE", "fish_source")
     code, out, _ = cli(capsys)
     assert code == 0 and "complete --no-files --command contrastive" in out
+
+
+def test_completing_names_prints_nothing_else(tmp_path):
+    """The backend's start-up lines must not reach the user's prompt."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, _CONTRASTIVE_COMPLETE="bash_complete",
+               COMP_WORDS="contrastive show losses nt", COMP_CWORD="3")
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    result = subprocess.run([sys.executable, "-c", "from contrastive_cli.main import main; main()"],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+                            check=False)
+    assert result.returncode == 0
+    assert result.stdout.split() == ["plain,nt_logistic", "plain,nt_xent"]
+    assert result.stderr == ""
