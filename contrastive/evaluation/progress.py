@@ -43,22 +43,22 @@ class Progress:
         verbose: 0 (silent), 1 (a bar) or `"auto"` (a bar when stderr is a
             terminal).
         unit_name: what is counted (`image`, `epoch`, ...).
+        shown: names of values shown as they are updated (not averaged).
     """
 
-    def __init__(self, title, target, verbose="auto", unit_name="step"):
+    def __init__(self, title, target, verbose="auto", unit_name="step", shown=()):
         self.bar, self.done = None, 0
         if shows_progress(verbose):
             with _to_stderr():
                 print(title)
-                self.bar = keras.utils.Progbar(target, unit_name=unit_name)
+                self.bar = keras.utils.Progbar(target, unit_name=unit_name,
+                                               stateful_metrics=shown)
 
     def update(self, current, values=None):
-        """Shows `current` units done, with `values` (`[(name, value)]`) as
-        they are (not averaged)."""
+        """Shows `current` units done, and `values` (`[(name, value)]`)."""
         self.done = current
         if self.bar is None:
             return
-        self.bar.stateful_metrics.update(name for name, _ in values or ())
         with _to_stderr():
             self.bar.update(current, values)
 
@@ -83,7 +83,8 @@ class EpochProgress(keras.callbacks.Callback):
         self.progress = None
 
     def on_train_begin(self, logs=None):
-        self.progress = Progress(self.title, self.epochs, self.verbose, unit_name="epoch")
+        self.progress = Progress(self.title, self.epochs, self.verbose, unit_name="epoch",
+                                 shown=("loss",))
 
     def on_epoch_end(self, epoch, logs=None):
         shown = [(k, float(v)) for k, v in (logs or {}).items() if k == "loss"]
