@@ -12,7 +12,8 @@ set_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 spec_argument = click.argument("spec", type=click.Path(dir_okay=False))
 run_option = click.option(
-    "--run", "run_dir", required=True, type=click.Path(file_okay=False), help="A finished run directory."
+    "--run", "run_dir", required=True, type=click.Path(file_okay=False),
+    help="A finished run directory.",
 )
 data_option = click.option(
     "--data", default=None, metavar="YAML",

@@ -94,7 +94,8 @@ def test_random_queries_are_seeded():
     (["neighbors", "--out", "{tmp}/no/grid.png"], "--out: expected an existing folder"),
     (["map", "--out", "{tmp}/map.png", "--data", "{{name: digits, size: 8}}"],
      "--data: expected images of shape (16, 16, 3)"),
-    (["neighbors", "--out", "{tmp}/grid.png", "--data", "[1, 2]"], "--data: expected a YAML mapping"),
+    (["neighbors", "--out", "{tmp}/grid.png", "--data", "[1, 2]"],
+     "--data: expected a YAML mapping"),
 ])
 def test_bad_input_is_one_line(capsys, run_dir, tmp_path, args, message):
     args = [a.format(tmp=tmp_path) for a in args]

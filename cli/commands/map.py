@@ -8,7 +8,8 @@ from contrastive_cli.options import data_option, progress_option, run_option, ve
 
 @click.command("map")
 @run_option
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The PNG file to write.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="The PNG file to write.")
 @click.option("--method", type=click.Choice(["tsne", "umap"]), default="tsne", show_default=True,
               help="scikit-learn's t-SNE, or UMAP (needs `pip install umap-learn`).")
 @click.option("--n", "n", default=5000, show_default=True, type=click.IntRange(min=3),

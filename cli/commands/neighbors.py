@@ -8,7 +8,8 @@ from contrastive_cli.options import data_option, progress_option, run_option, ve
 
 @click.command("neighbors")
 @run_option
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The PNG file to write.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="The PNG file to write.")
 @click.option("--n", "n", default=8, show_default=True, type=click.IntRange(1, 64),
               help="Held-out images (rows).")
 @click.option("--k", "k", default=5, show_default=True, type=click.IntRange(1, 32),

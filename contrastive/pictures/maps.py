@@ -65,7 +65,7 @@ def map_figure(points, labels, class_names, title):
         classes = np.unique(labels)
         palette = "tab10" if len(classes) <= 10 else "tab20" if len(classes) <= 20 else "turbo"
         colours = plt.get_cmap(palette).resampled(len(classes))(np.arange(len(classes)))
-        for colour, label in zip(colours, classes):
+        for colour, label in zip(colours, classes, strict=True):
             chosen = labels == label
             ax.scatter(points[chosen, 0], points[chosen, 1], s=8, color=colour,
                        label=class_name(label, class_names))
