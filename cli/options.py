@@ -11,3 +11,24 @@ set_option = click.option(
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 spec_argument = click.argument("spec", type=click.Path(dir_okay=False))
+run_option = click.option(
+    "--run", "run_dir", required=True, type=click.Path(file_okay=False),
+    help="A finished run directory.",
+)
+data_option = click.option(
+    "--data", default=None, metavar="YAML",
+    help="A dataset mapping replacing the run's data, e.g. '{name: digits, test_fraction: 0.5}'; "
+         "its images must have the size the encoder was trained on.",
+)
+progress_option = click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Keras progress bars of each phase, on stderr (stdout keeps the results) "
+         "[default: when stderr is a terminal].",
+)
+
+
+def verbosity(progress):
+    """Keras' `verbose` for a `--progress/--no-progress` flag: 1, 0, or
+    `"auto"` (a bar when stderr is a terminal) when neither was given."""
+    return "auto" if progress is None else int(progress)

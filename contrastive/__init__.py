@@ -12,7 +12,7 @@ The Python interface in five names: `load_spec`, `train`, `evaluate`,
 (256, 'small_cnn')
 >>> run = contrastive.train(spec, out=tmp / "digits", log=lambda line: None)
 >>> sorted(run.results["eval"])
-['knn_accuracy', 'linear_accuracy']
+['knn_accuracy', 'knn_top5_accuracy', 'linear_accuracy']
 >>> run.metrics[-1]["epoch"]
 0.0
 >>> report = contrastive.evaluate(run, "knn", k=10)

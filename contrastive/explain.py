@@ -1,4 +1,5 @@
-"""`contrastive explain`: the resolved schedule and departures from the paper.
+"""`contrastive explain`: the resolved schedule, departures from the paper
+and the evaluation protocol of h.
 
 `explain(spec)` returns an `Explanation` (structured, JSON-ready with
 `as_dict`); `render(explanation)` turns it into text. The paper's defaults
@@ -72,17 +73,21 @@ class Explanation:
         schedule: the resolved schedule (`peak_learning_rate`,
             `warmup_steps`, `total_steps`, `steps_per_epoch`, ...).
         departures: every setting that differs from the paper's default.
+        evaluation: how h will be evaluated after pretraining (see
+            `evaluation_protocol`).
     """
 
     preset: str
     schedule: dict
     departures: list
+    evaluation: dict = dataclasses.field(default_factory=dict)
 
     def as_dict(self):
         return {
             "preset": self.preset,
             "schedule": self.schedule,
             "departures": [dataclasses.asdict(d) for d in self.departures],
+            "evaluation": self.evaluation,
         }
 
 
@@ -194,9 +199,30 @@ def departures(data, preset):
     return found
 
 
+def evaluation_protocol(spec):
+    """How h of a run of `spec` is evaluated after pretraining: the held-out
+    data, the kNN monitor, and each protocol's settings (from the modules
+    that run them), with `enabled`."""
+    from contrastive.evaluation import knn, linear
+
+    settings = spec.eval
+    held_out = (f"eval.data ({settings.data['name']})" if settings.data is not None
+                else "the test split of data")
+    return {
+        "held_out": held_out,
+        "monitor_every": settings.monitor_every,
+        "knn": {"enabled": settings.knn.enabled,
+                **knn.describe(settings.knn.k, settings.knn.temperature)},
+        "linear": {"enabled": settings.linear.enabled,
+                   **linear.describe(settings.linear.epochs, settings.linear.learning_rate,
+                                     settings.linear.batch_size)},
+    }
+
+
 def explain(spec):
     """Resolves the schedule of `spec` (a `Spec`, or anything `load_spec`
-    takes) and lists its departures from the paper.
+    takes), lists its departures from the paper and describes how h will be
+    evaluated.
 
     Raises:
         SpecError: the steps per epoch cannot be computed, or a component
@@ -207,7 +233,8 @@ def explain(spec):
     spec = load_spec(spec)
     data = spec.as_dict()
     preset = choose_preset(data)
-    return Explanation(preset, resolve_schedule(spec), departures(data, preset))
+    return Explanation(preset, resolve_schedule(spec), departures(data, preset),
+                       evaluation_protocol(spec))
 
 
 def _fmt(value):
@@ -245,4 +272,30 @@ def render(explanation):
     lines.append(f"departures from the paper ({explanation.preset} preset): {len(deps) or 'none'}")
     for d in deps:
         lines.append(f"  {d.key}: {_fmt(d.value)} (paper: {_fmt(d.paper)}; {d.source})")
+    if explanation.evaluation:
+        lines.extend(render_evaluation(explanation.evaluation))
     return "\n".join(lines)
+
+
+def render_evaluation(protocol):
+    """The lines of `evaluation_protocol`'s description."""
+    knn, linear = protocol["knn"], protocol["linear"]
+    every = protocol["monitor_every"]
+    lines = [f"evaluation of h on {protocol['held_out']}:"]
+    if knn["enabled"]:
+        lines += [f"  knn: k {knn['k']}, temperature {_fmt(knn['temperature'])}",
+                  f"    bank: {knn['bank']}; similarity: {knn['similarity']}",
+                  f"    vote: {knn['vote']}; reports {' and '.join(knn['reported'])}"]
+    else:
+        lines.append("  knn: off (eval.knn.enabled: false)")
+    if linear["enabled"]:
+        lines += [f"  linear: {linear['epochs']} epochs, learning rate "
+                  f"{_fmt(linear['learning_rate'])}, batch size {linear['batch_size']}, "
+                  f"optimizer {linear['optimizer']}",
+                  f"    features: {linear['features']}",
+                  f"    classifier: {linear['classifier']}; reports "
+                  f"{' and '.join(linear['reported'])}"]
+    else:
+        lines.append("  linear: off (eval.linear.enabled: false)")
+    lines.append(f"  knn monitor: every {every} epochs" if every else "  knn monitor: off")
+    return lines

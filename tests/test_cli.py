@@ -100,3 +100,60 @@ def test_info(capsys, backend):
     info = json.loads(out)
     assert info["backend"] == backend
     assert info["devices"] and "keras" in info["packages"]
+
+
+def completions(args, incomplete):
+    """What click's shell completion offers after `contrastive ARGS INCOMPLETE`."""
+    from click.shell_completion import ShellComplete
+
+    from contrastive_cli.main import app
+
+    complete = ShellComplete(app, {}, "contrastive", "_CONTRASTIVE_COMPLETE")
+    return [item.value for item in complete.get_completions(args, incomplete)]
+
+
+def test_kinds_and_names_complete():
+    from contrastive.kinds import NAMES
+    from contrastive.registry import get_registry
+
+    assert completions(["show"], "") == list(NAMES)
+    assert completions(["show"], "lo") == ["losses"]
+    assert completions(["list"], "o") == ["optimizers"]
+    assert completions(["show", "losses"], "") == get_registry("losses").names()
+    assert completions(["show", "losses"], "nt_") == ["nt_logistic", "nt_xent"]
+    assert completions(["list", "optimizers"], "ad") == ["adam", "adamw"]
+    assert completions(["show", "loses"], "") == []
+    assert completions(["list"], "zzz") == []
+
+
+def test_completion_through_the_shell_protocol(capsys, monkeypatch):
+    monkeypatch.setenv("_CONTRASTIVE_COMPLETE", "bash_complete")
+    monkeypatch.setenv("COMP_WORDS", "contrastive show heads ml")
+    monkeypatch.setenv("COMP_CWORD", "3")
+    code, out, _ = cli(capsys)
+    assert code == 0 and out.split() == ["plain,mlp"]
+    monkeypatch.setenv("_CONTRASTIVE_COMPLETE", "zsh_complete")
+    monkeypatch.setenv("COMP_WORDS", "contrastive list dat")
+    monkeypatch.setenv("COMP_CWORD", "2")
+    code, out, _ = cli(capsys)
+    assert out.splitlines()[:3] == ["plain", "datasets", "spec section data"]
+    monkeypatch.setenv("_CONTRASTIVE_COMPLETE", "fish_source")
+    code, out, _ = cli(capsys)
+    assert code == 0 and "complete --no-files --command contrastive" in out
+
+
+def test_completing_names_prints_nothing_else(tmp_path):
+    """The backend's start-up lines must not reach the user's prompt."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, _CONTRASTIVE_COMPLETE="bash_complete",
+               COMP_WORDS="contrastive show losses nt", COMP_CWORD="3")
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    result = subprocess.run([sys.executable, "-c", "from contrastive_cli.main import main; main()"],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+                            check=False)
+    assert result.returncode == 0
+    assert result.stdout.split() == ["plain,nt_logistic", "plain,nt_xent"]
+    assert result.stderr == ""

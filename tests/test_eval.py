@@ -1,6 +1,7 @@
 """Evaluation of a finished run: kNN, linear, fine-tuning, embeddings."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -140,3 +141,47 @@ def test_finetuning_augments_in_training_only():
     plain.layers[-1].set_weights(model.layers[-1].get_weights())
     np.testing.assert_allclose(keras.ops.convert_to_numpy(plain(images, training=True)),
                                infer[0], rtol=1e-5, atol=1e-5)
+
+
+def test_knn_reports_top1_and_top5_of_the_runs_features(capsys, run_dir):
+    from contrastive.evaluation import features_of
+    from contrastive.evaluation.data import evaluation_data
+    from contrastive.run import Run
+
+    from knn_reference import numpy_knn
+
+    code, out, err = cli(capsys, "eval", "knn", "--run", str(run_dir), "--json", "--k", "4")
+    assert code == 0, err
+    result = json.loads(out)
+    run = Run(run_dir)
+    train_split, test_split = evaluation_data(run.spec)
+    encoder = run.encoder()
+    ranked, _, _ = numpy_knn(features_of(encoder, train_split), train_split.labels,
+                             features_of(encoder, test_split), 4, 0.2)
+    labels = test_split.labels
+    assert result["accuracy"] == np.mean(ranked[:, 0] == labels)
+    assert result["top5_accuracy"] == np.mean((ranked == labels[:, None]).any(axis=1))
+    code, out, _ = cli(capsys, "eval", "knn", "--run", str(run_dir), "--k", "4")
+    assert f"top5_accuracy  {result['top5_accuracy']:.4f}" in out
+
+
+@pytest.mark.parametrize("args, titles, counts", [
+    (["eval", "knn", "--json"], ["h of the training split", "h of the held-out split", "kNN"],
+     ["48/48", "12/12 "]),
+    (["eval", "linear", "--json", "--epochs", "2"], ["linear classifier"], ["2/2 "]),
+    (["embed", "--split", "test", "--out", "{tmp}/h.npy"], ["h of the test split"], ["12/12"]),
+])
+def test_progress_goes_to_stderr_only_when_asked(capsys, run_dir, tmp_path, args, titles,
+                                                 counts):
+    args = [a.format(tmp=tmp_path) for a in args] + ["--run", str(run_dir)]
+    code, out, err = cli(capsys, *args, "--progress")
+    assert code == 0, err
+    for title in titles:
+        assert f"{title}\n" in err
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", err)
+    assert all(count in plain for count in counts), plain
+    assert "━" not in out and all(title not in out for title in titles)
+    if "--json" in args:
+        json.loads(out)
+    code, out, err = cli(capsys, *args)  # stderr is no terminal here
+    assert code == 0 and err == "" and "━" not in out

@@ -92,3 +92,42 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
     assert err.startswith("error:") and "schedule" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(SpecError):
         explain(resolve(PAPER_CIFAR, ["schedule.scaling=cube"]))
+
+
+def test_explain_shows_how_h_will_be_evaluated(tmp_path):
+    path = _write(tmp_path, PAPER_CIFAR)
+    runner = CliRunner()
+    out = runner.invoke(app, ["explain", path, "--set", "eval.knn.k=20",
+                              "--set", "eval.knn.temperature=0.07",
+                              "--set", "eval.linear.epochs=7",
+                              "--set", "eval.linear.learning_rate=0.01",
+                              "--set", "eval.linear.batch_size=64"])
+    assert out.exit_code == 0, out.output
+    text = out.output.split("evaluation of h on the test split of data:\n")[1]
+    assert "knn: k 20, temperature 0.07" in text
+    assert "similarity: cosine" in text and "exp(similarity / temperature)" in text
+    assert "top-1 accuracy and top-5 accuracy" in text
+    assert "linear: 7 epochs, learning rate 0.01, batch size 64, optimizer Adam" in text
+    assert "standardised with the training split's mean and standard deviation" in text
+    assert "knn monitor: off" in text
+    out = runner.invoke(app, ["explain", path, "--json", "--set", "eval.linear.enabled=false",
+                              "--set", "eval.monitor_every=5",
+                              "--set", "eval.data={name: digits, size: 8}"])
+    evaluation = json.loads(out.output)["evaluation"]
+    assert evaluation["knn"]["enabled"] and (evaluation["knn"]["k"],
+                                             evaluation["knn"]["temperature"]) == (200, 0.1)
+    assert not evaluation["linear"]["enabled"]
+    assert {key: evaluation["linear"][key] for key in
+            ("epochs", "learning_rate", "batch_size", "optimizer")} == {
+        "epochs": 100, "learning_rate": 1e-3, "batch_size": 256, "optimizer": "Adam"}
+    assert evaluation["held_out"] == "eval.data (digits)" and evaluation["monitor_every"] == 5
+    text = render(explain(resolve(PAPER_CIFAR, ["eval.linear.enabled=false"])))
+    assert "linear: off (eval.linear.enabled: false)" in text
+
+
+def test_the_optimizer_explain_names_is_the_one_linear_evaluation_uses():
+    from contrastive.evaluation.linear import describe, linear_classifier
+
+    classifier = linear_classifier(4, 3, learning_rate=0.02)
+    assert type(classifier.optimizer).__name__ == describe(1, 0.02, 8)["optimizer"]
+    assert float(classifier.optimizer.learning_rate) == pytest.approx(0.02)

@@ -24,7 +24,7 @@ def test_train_writes_a_run_directory(tiny_arrays, tmp_path, backend):
     assert np.isfinite(results["final_loss"])
     assert yaml.safe_load((run / "spec.yaml").read_text()) == spec.as_dict()
     assert json.loads((run / "results.json").read_text())["eval"].keys() == {
-        "knn_accuracy", "linear_accuracy"}
+        "knn_accuracy", "knn_top5_accuracy", "linear_accuracy"}
     rows = (run / "metrics.csv").read_text().strip().splitlines()
     header = rows[0].split(",")
     assert header[0] == "epoch" and "loss" in header and len(rows) == 3

@@ -2,6 +2,8 @@
 
 import click
 
+from contrastive_cli.options import progress_option, verbosity
+
 
 @click.command("embed")
 @click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False),
@@ -12,7 +14,8 @@ import click
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The .npy file to write.")
 @click.option("--labels", "labels_out", type=click.Path(dir_okay=False), default=None,
               help="Also write the labels to this .npy file.")
-def command(run_dir, data, split, out, labels_out):
+@progress_option
+def command(run_dir, data, split, out, labels_out, progress):
     """Write h of every image of a dataset split as a (N, D) float32 array."""
     import numpy as np
 
@@ -32,7 +35,8 @@ def command(run_dir, data, split, out, labels_out):
         raise SpecError(f"expected one of {', '.join(dataset.splits)}, received '{split}'", "--split")
     arrays = load_split(dataset, spec.train.input, split)[1]
     check_image_shape(encoder, arrays, "--data" if data else "data")
-    features = features_of(encoder, arrays)
+    features = features_of(encoder, arrays, verbose=verbosity(progress),
+                           title=f"h of the {split} split")
     np.save(out, features)
     if labels_out and arrays.labels is not None:
         np.save(labels_out, arrays.labels)

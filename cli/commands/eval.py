@@ -4,15 +4,12 @@ import json
 
 import click
 
-from contrastive_cli.options import json_option
-
-run_option = click.option(
-    "--run", "run_dir", required=True, type=click.Path(file_okay=False), help="A finished run directory."
-)
-data_option = click.option(
-    "--data", default=None, metavar="YAML",
-    help="A dataset mapping replacing the run's data, e.g. '{name: digits, test_fraction: 0.5}'; "
-         "its images must have the size the encoder was trained on.",
+from contrastive_cli.options import (
+    data_option,
+    json_option,
+    progress_option,
+    run_option,
+    verbosity,
 )
 
 
@@ -29,9 +26,11 @@ def command():
 @click.option("--temperature", default=None, type=click.FloatRange(min=0, min_open=True),
               help="Vote temperature [default: the run's eval.knn.temperature].")
 @json_option
-def knn(run_dir, data, k, temperature, as_json):
-    """Weighted kNN on frozen h (cosine similarity)."""
-    _evaluate(run_dir, "knn", data, as_json, k=k, temperature=temperature)
+@progress_option
+def knn(run_dir, data, k, temperature, as_json, progress):
+    """Weighted kNN on frozen h (cosine similarity, on the backend's device):
+    top-1 and top-5 accuracy."""
+    _evaluate(run_dir, "knn", data, as_json, progress, k=k, temperature=temperature)
 
 
 @command.command("linear")
@@ -42,9 +41,11 @@ def knn(run_dir, data, k, temperature, as_json):
 @click.option("--learning-rate", default=None, type=click.FloatRange(min=0, min_open=True),
               help="Adam's learning rate [default: the run's eval.linear.learning_rate].")
 @json_option
-def linear(run_dir, data, epochs, learning_rate, as_json):
+@progress_option
+def linear(run_dir, data, epochs, learning_rate, as_json, progress):
     """Linear classifier on frozen h, the features computed once."""
-    _evaluate(run_dir, "linear", data, as_json, epochs=epochs, learning_rate=learning_rate)
+    _evaluate(run_dir, "linear", data, as_json, progress, epochs=epochs,
+              learning_rate=learning_rate)
 
 
 @command.command("finetune")
@@ -60,16 +61,19 @@ def linear(run_dir, data, epochs, learning_rate, as_json):
 @click.option("--augment/--no-augment", default=True, show_default=True,
               help="Random crops and flips of the training images, as the paper fine-tunes.")
 @json_option
-def finetune(run_dir, data, fraction, epochs, learning_rate, start, augment, as_json):
+@progress_option
+def finetune(run_dir, data, fraction, epochs, learning_rate, start, augment, as_json, progress):
     """Fine-tune the encoder on a class-balanced labelled subset."""
-    _evaluate(run_dir, "finetune", data, as_json, fraction=fraction, epochs=epochs,
+    _evaluate(run_dir, "finetune", data, as_json, progress, fraction=fraction, epochs=epochs,
               learning_rate=learning_rate, start=start, augment=augment)
 
 
-def _evaluate(run_dir, protocol, data, as_json, **options):
+def _evaluate(run_dir, protocol, data, as_json, progress, **options):
     from contrastive.evaluation import evaluate
 
-    _report(evaluate(run_dir, protocol, data=_mapping(data), **options), as_json)
+    result = evaluate(run_dir, protocol, data=_mapping(data), verbose=verbosity(progress),
+                      **options)
+    _report(result, as_json)
 
 
 def _mapping(text):
@@ -95,5 +99,5 @@ def _report(result, as_json):
         return
     width = max(len(k) for k in result)
     for key, value in result.items():
-        shown = f"{value:.4f}" if isinstance(value, float) and key == "accuracy" else value
+        shown = f"{value:.4f}" if isinstance(value, float) and key.endswith("accuracy") else value
         click.echo(f"{key:<{width}}  {shown}")

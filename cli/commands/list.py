@@ -4,12 +4,13 @@ import json
 
 import click
 
+from contrastive_cli.completion import complete_kind, complete_name
 from contrastive_cli.options import json_option
 
 
 @click.command("list")
-@click.argument("kind", required=False)
-@click.argument("pattern", required=False, default="*")
+@click.argument("kind", required=False, shell_complete=complete_kind)
+@click.argument("pattern", required=False, default="*", shell_complete=complete_name)
 @json_option
 def command(kind, pattern, as_json):
     """List components of every KIND (or one), names matching the glob PATTERN.

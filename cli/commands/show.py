@@ -5,12 +5,13 @@ import json
 
 import click
 
+from contrastive_cli.completion import complete_kind, complete_name
 from contrastive_cli.options import json_option
 
 
 @click.command("show")
-@click.argument("kind")
-@click.argument("name")
+@click.argument("kind", shell_complete=complete_kind)
+@click.argument("name", shell_complete=complete_name)
 @json_option
 def command(kind, name, as_json):
     """Show the arguments (with defaults), docstring and origin of a component."""

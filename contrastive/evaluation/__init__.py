@@ -2,5 +2,10 @@
 
 from contrastive.evaluation.evaluate import PROTOCOLS, evaluate, frozen_features  # noqa: F401
 from contrastive.evaluation.features import encode, features_of  # noqa: F401
-from contrastive.evaluation.knn import knn_accuracy  # noqa: F401
+from contrastive.evaluation.knn import (  # noqa: F401
+    knn_accuracies,
+    knn_accuracy,
+    knn_classify,
+    nearest_neighbors,
+)
 from contrastive.evaluation.linear import linear_accuracy  # noqa: F401

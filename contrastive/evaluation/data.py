@@ -22,14 +22,17 @@ def held_out(spec, dataset, mode="memory"):
     return None
 
 
-def labelled_splits(spec, dataset, train, mode="memory"):
-    """`(train, test)`, both labelled, for evaluating h of a run of `spec`
-    whose training split `train` (of `dataset`) is already loaded.
+def labelled_splits(spec, dataset, train, mode="memory", labelled=True):
+    """`(train, test)` for evaluating h of a run of `spec` whose training
+    split `train` (of `dataset`) is already loaded.
+
+    Args:
+        labelled: require labels of both splits.
 
     Raises:
-        SpecError: no labelled held-out data; the message says why.
+        SpecError: no (labelled) held-out data; the message says why.
     """
-    if train.labels is None:
+    if train.labels is None and labelled:
         if spec.eval.data is None:
             raise SpecError("the training data has no labels; set eval.data to a labelled "
                             "dataset with train and test splits", "eval.data")
@@ -42,31 +45,68 @@ def labelled_splits(spec, dataset, train, mode="memory"):
         test = held_out(spec, dataset, mode)
     if test is None:
         raise SpecError("expected a dataset with a test split, or eval.data", "data")
-    if train.labels is None or test.labels is None:
+    if labelled and (train.labels is None or test.labels is None):
         raise SpecError("expected labelled data for evaluation", "eval.data")
     return train, test
 
 
-def evaluation_data(spec, data=None):
-    """`(train, test)`, both labelled, for evaluating a finished run of
-    `spec`.
+def evaluation_data(spec, data=None, labelled=True):
+    """`(train, test)` for evaluating a finished run of `spec`.
 
     Args:
         spec: the run's spec; its `train.input` decides whether images are
             decoded into memory or read from the files as they are encoded.
         data: a dataset mapping replacing the run's `data` (and `eval.data`).
+        labelled: require labels of both splits.
 
     Raises:
-        SpecError: no labels, or no held-out split.
+        SpecError: no labels (when required), or no held-out split.
     """
     mode = spec.train.input
     if data is None:
         dataset = build("datasets", spec.data, "data")
-        return labelled_splits(spec, dataset, load_split(dataset, mode)[1], mode)
+        return labelled_splits(spec, dataset, load_split(dataset, mode)[1], mode, labelled)
     dataset = build("datasets", data, "--data")
     if "test" not in dataset.splits:
         raise SpecError("expected a dataset with a test split", "--data")
     train, test = load_split(dataset, mode)[1], load_split(dataset, mode, "test")[1]
-    if train.labels is None or test.labels is None:
+    if labelled and (train.labels is None or test.labels is None):
         raise SpecError("expected labelled data for evaluation", "--data")
     return train, test
+
+
+def held_out_split(spec, data=None):
+    """The held-out split a run of `spec` is evaluated on, alone (see
+    `evaluation_data`); labels are not required.
+
+    Raises:
+        SpecError: no held-out split.
+    """
+    return evaluation_data(spec, data, labelled=False)[1]
+
+
+def run_splits(run, data=None, start="h", labelled=True):
+    """The encoder of a finished run and the `(train, test)` splits it is
+    evaluated on (`evaluation_data`), checked to have the image shape the
+    encoder was trained on.
+
+    Args:
+        run: a `Run`.
+        data: a dataset mapping replacing the run's data (`--data`).
+        start: the encoder's output, `h` or `head1` (see `Run.encoder`).
+        labelled: require labels of both splits.
+
+    Returns:
+        `(encoder, train, test)`.
+
+    Raises:
+        SpecError: the run is not finished, the data has no held-out split
+            or labels, or images of another shape.
+    """
+    from contrastive.evaluation.features import check_image_shape
+
+    encoder = run.encoder(start)
+    train, test = evaluation_data(run.spec, data, labelled=labelled)
+    for split in (train, test):
+        check_image_shape(encoder, split, "--data" if data is not None else "data")
+    return encoder, train, test

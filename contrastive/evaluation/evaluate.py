@@ -4,9 +4,9 @@ a finished run: kNN, linear, and semi-supervised fine-tuning."""
 import numpy as np
 
 from contrastive.errors import SpecError
-from contrastive.evaluation.data import evaluation_data
-from contrastive.evaluation.features import check_image_shape, features_of
-from contrastive.evaluation.knn import knn_accuracy
+from contrastive.evaluation.data import run_splits
+from contrastive.evaluation.features import features_of
+from contrastive.evaluation.knn import knn_accuracies
 from contrastive.evaluation.linear import linear_accuracy
 
 PROTOCOLS = ("knn", "linear", "finetune")
@@ -15,20 +15,29 @@ PROTOCOLS = ("knn", "linear", "finetune")
 RAW_PIXELS_LIMIT = 16384  # values per image, for the raw-pixel baseline
 
 
-def frozen_features(settings, encoder, train, test, seed=0, log=print):
+def frozen_features(settings, encoder, train, test, seed=0, log=print, verbose=0):
     """kNN and linear evaluation on h, as `eval` (an `EvalSection`) enables
     them; h of each split is computed once for both.
 
+    Args:
+        settings: the spec's `eval` section.
+        encoder: a model from float32 images in [0, 1] to h.
+        train, test: the labelled splits.
+        seed: the linear classifier's seed.
+        log: prints a result line.
+        verbose: 0, 1 or `"auto"`: a progress bar of each phase on stderr.
+
     Returns:
-        `{"knn_accuracy": ..., "linear_accuracy": ...}` (those enabled).
+        `{"knn_accuracy": ..., "knn_top5_accuracy": ..., "linear_accuracy":
+        ...}` (those enabled; `knn_accuracy` is kNN's top-1).
     """
     if not (settings.knn.enabled or settings.linear.enabled):
         return {}
-    return _score(settings, features_of(encoder, train), train.labels,
-                  features_of(encoder, test), test.labels, seed, log)
+    train_h, test_h = split_features(encoder, train, test, verbose)
+    return _score(settings, train_h, train.labels, test_h, test.labels, seed, log, verbose)
 
 
-def baselines(settings, encoder_spec, train, test, seed=0, log=print):
+def baselines(settings, encoder_spec, train, test, seed=0, log=print, verbose=0):
     """The same evaluation of what pretraining started from: the raw pixels
     (flattened, when an image has at most `RAW_PIXELS_LIMIT` values) and a
     randomly initialised encoder of the spec's architecture.
@@ -45,13 +54,13 @@ def baselines(settings, encoder_spec, train, test, seed=0, log=print):
     values = int(np.prod(train.image_shape))
     if values <= RAW_PIXELS_LIMIT:
         results["raw_pixels"] = _score(settings, _pixels(train), train.labels, _pixels(test),
-                                       test.labels, seed, _prefixed(log, "raw pixels"))
+                                       test.labels, seed, _prefixed(log, "raw pixels"), verbose)
     else:
         log(f"raw-pixel baseline skipped: {values} values an image (at most {RAW_PIXELS_LIMIT})")
     keras.utils.set_random_seed(seed + 1)
     random_encoder = build("encoders", encoder_spec, "encoder")
     results["random_encoder"] = frozen_features(settings, random_encoder, train, test, seed,
-                                                _prefixed(log, "random encoder"))
+                                                _prefixed(log, "random encoder"), verbose)
     return results
 
 
@@ -60,11 +69,13 @@ def comparison(pretrained, baseline):
     rows = [("raw pixels", baseline.get("raw_pixels")),
             ("random encoder", baseline.get("random_encoder")),
             ("pretrained h", pretrained)]
-    metrics = [m for m in ("knn_accuracy", "linear_accuracy") if m in pretrained]
-    lines = ["features        " + "".join(f"{m.split('_')[0]:>10}" for m in metrics)]
+    metrics = [m for m in ("knn_accuracy", "knn_top5_accuracy", "linear_accuracy")
+               if m in pretrained]
+    names = {"knn_accuracy": "kNN", "knn_top5_accuracy": "kNN top-5", "linear_accuracy": "linear"}
+    lines = ["features        " + "".join(f"{names[m]:>11}" for m in metrics)]
     for name, values in rows:
         if values is not None:
-            lines.append(f"{name:<16}" + "".join(f"{values[m]:>10.4f}" for m in metrics))
+            lines.append(f"{name:<16}" + "".join(f"{values[m]:>11.4f}" for m in metrics))
     return "\n".join(lines)
 
 
@@ -77,23 +88,30 @@ def _prefixed(log, prefix):
     return lambda line: log(f"{prefix}, {line}")
 
 
-def _score(settings, train_h, train_labels, test_h, test_labels, seed, log):
+def _score(settings, train_h, train_labels, test_h, test_labels, seed, log, verbose=0):
     results = {}
     if settings.knn.enabled:
-        results["knn_accuracy"] = knn_accuracy(
-            train_h, train_labels, test_h, test_labels, k=settings.knn.k,
-            temperature=settings.knn.temperature)
+        knn = knn_accuracies(train_h, train_labels, test_h, test_labels, k=settings.knn.k,
+                             temperature=settings.knn.temperature, verbose=verbose)
+        results["knn_accuracy"], results["knn_top5_accuracy"] = knn["top1"], knn["top5"]
     if settings.linear.enabled:
         linear = settings.linear
         results["linear_accuracy"] = linear_accuracy(
             train_h, train_labels, test_h, test_labels, epochs=linear.epochs,
-            learning_rate=linear.learning_rate, batch_size=linear.batch_size, seed=seed)
+            learning_rate=linear.learning_rate, batch_size=linear.batch_size, seed=seed,
+            verbose=verbose)
     for name, value in results.items():
         log(f"{name}: {value:.4f}")
     return results
 
 
-def evaluate(run, protocol="knn", data=None, **options):
+def split_features(encoder, train, test, verbose=0):
+    """h of the training and the held-out split, each under its progress bar."""
+    return (features_of(encoder, train, verbose=verbose, title="h of the training split"),
+            features_of(encoder, test, verbose=verbose, title="h of the held-out split"))
+
+
+def evaluate(run, protocol="knn", data=None, verbose="auto", **options):
     """Evaluates h of a finished run with one protocol.
 
     Settings default to the run's own (`eval.knn`, `eval.linear` of its
@@ -113,9 +131,12 @@ def evaluate(run, protocol="knn", data=None, **options):
             `learning_rate`, `batch_size`) or `finetune` (`fraction`,
             `epochs`, `learning_rate`, `start` = `h` | `head1`, `augment`).
         data: a dataset mapping replacing the run's data.
+        verbose: 0, 1 or `"auto"` (a bar when stderr is a terminal): a
+            progress bar of each phase on stderr.
 
     Returns:
-        A dict: the protocol, its settings, the split sizes and `accuracy`.
+        A dict: the protocol, its settings, the split sizes and `accuracy`
+        (top-1); kNN adds `top5_accuracy`.
 
     Raises:
         SpecError: an unknown protocol or option, or data without labels or
@@ -129,24 +150,27 @@ def evaluate(run, protocol="knn", data=None, **options):
                         "protocol")
     spec = run.spec
     settings = _settings(spec, protocol, options)
-    encoder = run.encoder(settings.get("start", "h"))
-    train, test = evaluation_data(spec, data)
-    for split in (train, test):
-        check_image_shape(encoder, split, "--data" if data is not None else "data")
+    encoder, train, test = run_splits(run, data, settings.get("start", "h"))
     report = {"protocol": protocol, **settings, "train": len(train), "test": len(test)}
+    return {**report, **_measure(protocol, encoder, train, test, settings, spec.seed, verbose)}
+
+
+def _measure(protocol, encoder, train, test, settings, seed, verbose):
+    """The accuracy of one protocol, and what else it reports."""
     if protocol == "finetune":
         from contrastive.evaluation.finetune import finetune_accuracy
 
         tuning = {k: v for k, v in settings.items() if k != "start"}
-        accuracy, labelled = finetune_accuracy(encoder, train, test, seed=spec.seed, **tuning)
-        report["labelled"] = labelled
-    else:
-        train_h, test_h = features_of(encoder, train), features_of(encoder, test)
-        score = knn_accuracy if protocol == "knn" else linear_accuracy
-        extra = {} if protocol == "knn" else {"seed": spec.seed}
-        accuracy = score(train_h, train.labels, test_h, test.labels, **settings, **extra)
-    report["accuracy"] = accuracy
-    return report
+        accuracy, labelled = finetune_accuracy(encoder, train, test, seed=seed,
+                                               verbose=verbose, **tuning)
+        return {"labelled": labelled, "accuracy": accuracy}
+    train_h, test_h = split_features(encoder, train, test, verbose)
+    if protocol == "linear":
+        return {"accuracy": linear_accuracy(train_h, train.labels, test_h, test.labels,
+                                            **settings, seed=seed, verbose=verbose)}
+    knn = knn_accuracies(train_h, train.labels, test_h, test.labels, **settings,
+                         verbose=verbose)
+    return {"accuracy": knn["top1"], "top5_accuracy": knn["top5"]}
 
 
 FINETUNE_DEFAULTS = {"fraction": 0.1, "epochs": 30, "learning_rate": 0.05, "start": "h",

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from contrastive.evaluation.progress import Progress
 from contrastive.model import to_unit_float
 
 
@@ -34,9 +35,21 @@ def check_image_shape(encoder, data, key="data"):
         )
 
 
-def features_of(encoder, data, batch_size=256):
+def features_of(encoder, data, batch_size=256, verbose=0, title="h"):
     """Returns h for a dataset split (`Arrays`, or `Files` decoded batch by
-    batch as they are encoded)."""
-    return np.concatenate(
-        [encode(encoder, batch, batch_size) for batch in data.batches(batch_size)], axis=0
-    )
+    batch as they are encoded).
+
+    Args:
+        encoder: a model from float32 images in [0, 1] to h.
+        data: the split.
+        batch_size: images per encoder call.
+        verbose: 0, 1 or `"auto"`: a progress bar on stderr, under `title`
+            (see `contrastive.evaluation.progress`).
+        title: the line above the bar.
+    """
+    progress = Progress(title, len(data), verbose, unit_name="image")
+    outputs = []
+    for batch in data.batches(batch_size):
+        outputs.append(encode(encoder, batch, batch_size))
+        progress.add(len(batch))
+    return np.concatenate(outputs, axis=0)

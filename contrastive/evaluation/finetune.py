@@ -4,7 +4,7 @@ import keras
 import numpy as np
 
 from contrastive import torch_speed
-
+from contrastive.evaluation.progress import EpochProgress
 from contrastive.model import to_unit_float
 
 
@@ -47,7 +47,7 @@ def finetune_model(encoder, image_shape, num_classes, augment=True, seed=0):
 
 
 def finetune_accuracy(encoder, train, test, fraction=0.1, epochs=30, learning_rate=0.05,
-                      batch_size=64, seed=0, augment=True):
+                      batch_size=64, seed=0, augment=True, verbose=0):
     """Fine-tunes the whole encoder (or encoder and first head layer) with a
     new linear classifier on a `fraction` of the labelled training images;
     returns test accuracy.
@@ -68,6 +68,8 @@ def finetune_accuracy(encoder, train, test, fraction=0.1, epochs=30, learning_ra
         seed: fixes the subset, the initialisation, the order and the
             augmentation.
         augment: crop and flip the training images.
+        verbose: 0, 1 or `"auto"`: one progress bar over the epochs on
+            stderr (see `contrastive.evaluation.progress`).
 
     Returns:
         `(accuracy, subset_size)`.
@@ -83,6 +85,6 @@ def finetune_accuracy(encoder, train, test, fraction=0.1, epochs=30, learning_ra
     subset = train.take(index).in_memory()
     x, y = subset.images, subset.labels
     model.fit(x, y, epochs=epochs, batch_size=min(batch_size, len(x)), verbose=0,
-              callbacks=[torch_speed.callback()])
+              callbacks=[torch_speed.callback(), EpochProgress("fine-tuning", epochs, verbose)])
     logits = np.concatenate([model.predict_on_batch(batch) for batch in test.batches(256)])
     return float((logits.argmax(axis=1) == test.labels).mean()), len(index)

@@ -3,11 +3,12 @@
 import keras
 
 from contrastive.evaluation.features import features_of
-from contrastive.evaluation.knn import knn_accuracy
+from contrastive.evaluation.knn import knn_accuracies
 
 
 class KnnMonitor(keras.callbacks.Callback):
-    """Adds `knn_accuracy` to the epoch logs every `every` epochs.
+    """Adds `knn_accuracy` (top-1) and `knn_top5_accuracy` to the epoch
+    logs every `every` epochs; kNN runs on the device.
 
     Args:
         train: labelled `Arrays` or `Files` whose h forms the kNN memory
@@ -27,8 +28,9 @@ class KnnMonitor(keras.callbacks.Callback):
         if (epoch + 1) % self.every or logs is None:
             return
         encoder = self.model.encoder
-        logs["knn_accuracy"] = knn_accuracy(
+        knn = knn_accuracies(
             features_of(encoder, self.train), self.train.labels,
             features_of(encoder, self.test), self.test.labels,
             k=self.k, temperature=self.temperature,
         )
+        logs["knn_accuracy"], logs["knn_top5_accuracy"] = knn["top1"], knn["top5"]

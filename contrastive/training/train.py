@@ -176,11 +176,12 @@ def _results(spec, parts, history, seconds, first_epoch, schedule, run_dir, log)
         except SpecError as exc:
             log(f"evaluation skipped: {exc.message}")
         else:
+            verbose = "auto" if spec.train.verbose and run_dir.writes else 0
             results["eval"] = frozen_features(spec.eval, parts.encoder, train, test,
-                                              spec.seed, log)
+                                              spec.seed, log, verbose)
             if spec.eval.baselines:
                 results["baselines"] = baselines(spec.eval, spec.encoder, train, test,
-                                                 spec.seed, log)
+                                                 spec.seed, log, verbose)
                 log(comparison(results["eval"], results["baselines"]))
     return results
 

@@ -63,7 +63,7 @@ def test_a_spec_trains_the_method_and_evaluates_h(arrays, tmp_path, method):
     run = contrastive.train(spec(arrays, method, epochs=1), out=tmp_path / "run",
                             log=lambda line: None)
     assert run.results["epochs"] == 1 and np.isfinite(run.results["final_loss"])
-    assert set(run.results["eval"]) == {"knn_accuracy", "linear_accuracy"}
+    assert set(run.results["eval"]) == {"knn_accuracy", "knn_top5_accuracy", "linear_accuracy"}
     assert run.spec.method["name"] == method
     assert run.encoder()(np.zeros((2, 16, 16, 3), "float32")).shape == (2, 8)
 

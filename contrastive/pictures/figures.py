@@ -1,0 +1,40 @@
+"""matplotlib on the Agg backend, and what the pictures share."""
+
+import pathlib
+
+from contrastive.errors import SpecError
+
+# Pixels per inch of every picture: sizes are given in inches.
+DPI = 100
+
+
+def pyplot():
+    """`matplotlib.pyplot` drawing off-screen (Agg), whatever the display."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def check_png_path(path, option="--out"):
+    """Raises SpecError unless `path` is a `.png` file in an existing folder."""
+    path = pathlib.Path(path)
+    if path.suffix.lower() != ".png":
+        raise SpecError(f"expected a .png file, received '{path}'", option)
+    if not path.parent.is_dir():
+        raise SpecError(f"expected an existing folder, received '{path.parent}'", option)
+    return path
+
+
+def class_name(label, class_names):
+    """The name of `label` when the dataset gives names, else the number."""
+    label = int(label)
+    return str(class_names[label]) if 0 <= label < len(class_names) else str(label)
+
+
+def save(fig, path):
+    """Writes `fig` as a PNG of exactly its size x `DPI` pixels, and closes it."""
+    fig.savefig(path, dpi=DPI, format="png")
+    pyplot().close(fig)
