@@ -13,8 +13,10 @@
 # others running):
 #   1. throughput-jax   benchmarks/throughput.py: full step vs floor, jax
 #   2. cifar10-jax      benchmarks/cifar10.py: 100 epochs, kNN and linear
-#   3. throughput-torch benchmarks/throughput.py on torch
-#   4. overhead-torch   benchmarks/overhead.py at full size: Keras on torch
+#   3. throughput-torch benchmarks/throughput.py on torch (with the speed-ups
+#                       of contrastive.torch_speed, on by default)
+#   4. throughput-torch-base  the same without them (CONTRASTIVE_TORCH_FAST=0)
+#   5. overhead-torch   benchmarks/overhead.py at full size: Keras on torch
 #                       against the plain torch module, eager and compiled
 # $OUT/log.txt holds everything printed; $OUT/summary.txt the table printed last.
 set -uo pipefail
@@ -84,13 +86,13 @@ if [ "$mode" = dry ]; then
            --set eval.linear.epochs=2 --set eval.knn.k=5 --set output.checkpoint_every=1)
     ttput=("${tput[@]}")
     over=(--steps 2)
-    limits=(300 300 300 300)
+    limits=(300 300 300 300 300)
 else
     tput=(--batch-size 512 --steps 50)
     cifar=(--set output.checkpoint_every=25)
     ttput=(--batch-size 512 --steps 20)
     over=(--batch-size 512 --size 32 --precision mixed_bfloat16 --steps 20 --compile)
-    limits=(110 320 60 80)
+    limits=(100 300 60 50 80)
 fi
 
 {
@@ -128,7 +130,9 @@ phase cifar10-jax "${limits[1]}" jax "$python" benchmarks/cifar10.py --data "$da
 cp "$work/cifar10-run/run/metrics.csv" "$OUT/cifar10-metrics.csv" 2>/dev/null
 phase throughput-torch "${limits[2]}" torch "$python" benchmarks/throughput.py "${ttput[@]}" \
     --output "$OUT/throughput-torch.json"
-phase overhead-torch "${limits[3]}" torch "$python" benchmarks/overhead.py "${over[@]}" \
+phase throughput-torch-base "${limits[3]}" torch env CONTRASTIVE_TORCH_FAST=0 \
+    "$python" benchmarks/throughput.py "${ttput[@]}" --output "$OUT/throughput-torch-base.json"
+phase overhead-torch "${limits[4]}" torch "$python" benchmarks/overhead.py "${over[@]}" \
     --output "$OUT/overhead-torch.json"
 
 "$python" benchmarks/gpu_summary.py "$OUT" | tee "$OUT/summary.txt"

@@ -61,6 +61,12 @@ def rows(folder):
         ]
     else:
         out.append(("torch throughput", "missing"))
+    base = _read(folder, "throughput-torch-base.json")
+    if base and torch:
+        out.append(("torch full step without torch_speed, images/s",
+                    base["full_images_per_second"]))
+        out.append(("torch full step, with / without torch_speed",
+                    round(torch["full_images_per_second"] / base["full_images_per_second"], 3)))
     overhead = _read(folder, "overhead-torch.json")
     if overhead:
         for key in ("keras_images_per_second", "torch_images_per_second",

@@ -9,7 +9,7 @@ The Python interface in five names: `load_spec`, `train`, `evaluate`,
 ...     "train.epochs=1", "train.verbose=0", "eval.linear.epochs=5",
 ...     "output.plot=false", "output.tensorboard=false"])
 >>> spec.train.batch_size, spec.encoder["name"]
-(256, 'small_cnn')
+(128, 'small_cnn')
 >>> run = contrastive.train(spec, out=tmp / "digits", log=lambda line: None)
 >>> sorted(run.results["eval"])
 ['knn_accuracy', 'knn_top5_accuracy', 'linear_accuracy']
