@@ -27,7 +27,6 @@ def test_installing_the_torch_extra_keeps_an_installed_torch(tmp_path):
     # must take it as it is.
     import json
     import subprocess
-    import sys
     import sysconfig
     import venv
 

@@ -192,13 +192,7 @@ class LARS(keras.optimizers.Optimizer):
             m = self.momentum
 
             def trust(i_list, us):
-                """lr * trust ratio per variable of `i_list`, as 0-d tensors."""
-                w_norm = torch.stack(torch._foreach_norm([ws[i] for i in i_list]))
-                u_norm = torch.stack(torch._foreach_norm(us))
-                one = torch.ones_like(w_norm)
-                ratio = self.eta * w_norm / torch.where(u_norm > 0, u_norm, one)
-                ratio = torch.where(w_norm > 0, torch.where(u_norm > 0, ratio, one), one)
-                return list(torch.unbind(lr * ratio))
+                return self._foreach_trust(lr, [ws[i] for i in i_list], us)
 
             if self.classic_momentum:
                 scaled = [lr] * len(variables)
@@ -228,6 +222,17 @@ class LARS(keras.optimizers.Optimizer):
                     for i, s in zip(inc, trust(inc, [update[i] for i in inc])):
                         scaled[i] = s
                 torch._foreach_sub_(ws, torch._foreach_mul(update, scaled))
+
+    def _foreach_trust(self, lr, weights, updates):
+        """lr x trust ratio of each variable, as 0-d tensors (torch)."""
+        import torch
+
+        w_norm = torch.stack(torch._foreach_norm(weights))
+        u_norm = torch.stack(torch._foreach_norm(updates))
+        one = torch.ones_like(w_norm)
+        ratio = self.eta * w_norm / torch.where(u_norm > 0, u_norm, one)
+        ratio = torch.where(w_norm > 0, torch.where(u_norm > 0, ratio, one), one)
+        return list(torch.unbind(lr * ratio))
 
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
