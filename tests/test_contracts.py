@@ -24,8 +24,11 @@ def data_files(tmp_path_factory):
             Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
                 root / "folder" / c / f"{i}.png")
     np.savez(root / "arrays.npz", images=rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8))
+    (root / "list.csv").write_text("path,label\n" + "".join(
+        f"folder/{c}/{i}.png,{c}\n" for c in ("a", "b") for i in range(3)))
     return {"image_folder": {"path": str(root / "folder"), "size": 8, "cache": False},
-            "arrays": {"path": str(root / "arrays.npz")}}
+            "arrays": {"path": str(root / "arrays.npz")},
+            "file_list": {"path": str(root / "list.csv"), "size": 8, "cache": False}}
 
 
 def test_every_kind_has_a_contract_check():

@@ -71,3 +71,41 @@ def test_an_unlabelled_folder_is_evaluated_on_eval_data(flat_folder, tmp_path, t
     assert 0.0 <= run.results["eval"]["knn_accuracy"] <= 1.0
     report = contrastive.evaluate(run, "knn", k=3)
     assert (report["train"], report["test"]) == (48, 12)
+
+
+def test_a_file_list_trains_labelled_or_not(flat_folder, tmp_path):
+    from contrastive.datasets.file_list import FileList
+
+    names = sorted(p.name for p in flat_folder.iterdir() if p.name != "020-broken.png")
+    (tmp_path / "list.txt").write_text("# the training images\n" + "".join(
+        f"flat/{name}\n" for name in names) + "\n")
+    (tmp_path / "list.csv").write_text("path,label\n" + "".join(
+        f"{flat_folder / name},{'cat' if i % 2 else 'dog'}\n" for i, name in enumerate(names)))
+    plain = FileList(str(tmp_path / "list.txt"), size=16, cache=False).load()
+    labelled = FileList(str(tmp_path / "list.csv"), size=16, cache=False)
+    assert plain.labels is None and len(plain) == 40 and labelled.count() == 40
+    data = labelled.load()
+    assert data.class_names == ("cat", "dog") and list(data.labels[:4]) == [1, 0, 1, 0]
+    np.testing.assert_array_equal(data.images, plain.images)
+    streamed = labelled.files()
+    assert list(streamed.labels) == list(data.labels)
+    run = contrastive.train({**spec(flat_folder, "memory"),
+                             "data": {"name": "file_list", "path": str(tmp_path / "list.txt"),
+                                      "size": 16, "cache": False}},
+                            out=tmp_path / "run", log=lambda line: None)
+    assert run.results["epochs"] == 1
+
+
+def test_bad_file_lists_are_one_line(tmp_path):
+    from contrastive.datasets.file_list import FileList
+
+    cases = {"a.csv": ("file,label\nx.png,1\n", "a 'path' column"),
+             "b.csv": ("path,label\nx.png,1\ny.png,\n", "on every row or on none"),
+             "c.txt": ("# nothing\n\n", "names no image"),
+             "d.txt": ("notes.doc\n", "expected .jpg")}
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(DataError, match=message):
+            FileList(str(tmp_path / name)).count()
+    with pytest.raises(DataError, match="no such list file"):
+        FileList(str(tmp_path / "missing.txt")).count()

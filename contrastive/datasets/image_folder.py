@@ -78,9 +78,9 @@ class ImageFolder(Dataset):
             raise DataError(f"{root}: no such file or folder")
         key = None
         if self.cache:
-            sources = _folder_items(root) if root.is_dir() else [root]
             key = cache.fingerprint(
-                sources, {"size": self.size, "limit": self.limit_per_class, "format": 1}
+                self._sources(root),
+                {"size": self.size, "limit": self.limit_per_class, "format": 1},
             )
             hit = cache.load(key)
             if hit is not None:
@@ -106,6 +106,10 @@ class ImageFolder(Dataset):
                 raise DataError(f"{root}: cannot read the archive: {exc}") from None
             return len(self._limit(names, _member_class))
         raise DataError(f"{root}: expected a folder of images or a .tar.gz archive")
+
+    def _sources(self, root):
+        """The files whose paths, sizes and times key the decoded cache."""
+        return _folder_items(root) if root.is_dir() else [root]
 
     def files(self, split="train", check=True):
         """Returns the `Files` of `split`, for streaming.
