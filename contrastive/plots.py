@@ -29,8 +29,8 @@ def plot_metrics(csv_path, png_path):
     epochs = [int(r["epoch"]) + 1 for r in rows]
     fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3), squeeze=False)
     for ax, column in zip(axes[0], columns):
-        values = [_number(r[column]) for r in rows]
-        ax.plot(epochs, values, marker="o", markersize=3)
+        points = [(e, _number(r[column])) for e, r in zip(epochs, rows)]
+        ax.plot(*zip(*[(e, v) for e, v in points if math.isfinite(v)]), marker="o", markersize=3)
         ax.set_title(column)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

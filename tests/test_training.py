@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import yaml
 
+from contrastive.run import Run
 from contrastive.spec import resolve
 from contrastive.training import train
 from contrastive.training.inputs import ShuffledBatches
+from contrastive.training.metrics_log import MetricsLog
 from contrastive_cli.main import main
 
 from helpers import tiny_spec
@@ -42,6 +44,35 @@ def test_training_changes_the_encoder_and_lowers_the_loss(tiny_arrays, tmp_path)
     column = rows[0].split(",").index("loss")
     losses = [float(row.split(",")[column]) for row in rows[1:]]
     assert losses[-1] < losses[0]
+
+
+def test_metrics_csv_has_the_monitor_columns_of_every_kth_epoch(tiny_arrays, tmp_path):
+    spec = resolve(tiny_spec(
+        tiny_arrays, train={"batch_size": 16, "epochs": 3, "verbose": 0},
+        eval={"monitor_every": 2, "knn": {"enabled": False}, "linear": {"enabled": False}}))
+    train(spec, out=tmp_path / "run", log=lambda line: None)
+    rows = Run(tmp_path / "run").metrics
+    assert [row["epoch"] for row in rows] == [0, 1, 2]
+    assert not [column for column in rows[0] if column.startswith("val_")]
+    assert rows[0]["knn_accuracy"] is None and rows[2]["knn_accuracy"] is None
+    assert 0 <= rows[1]["knn_accuracy"] <= rows[1]["knn_top5_accuracy"] <= 1
+
+
+def test_metrics_log_widens_the_file_and_keeps_rows_on_resume(tmp_path):
+    path = tmp_path / "metrics.csv"
+    log = MetricsLog(path)
+    log.on_train_begin()
+    log.on_epoch_end(0, {"loss": 2.0})
+    log.on_epoch_end(1, {"loss": 1.5, "knn_accuracy": np.float32(0.5)})
+    assert path.read_text().splitlines() == ["epoch,knn_accuracy,loss", "0,,2.0", "1,0.5,1.5"]
+    resumed = MetricsLog(path, append=True)
+    resumed.on_train_begin()
+    resumed.on_epoch_end(2, {"loss": 1.25})
+    assert path.read_text().splitlines()[1:] == ["0,,2.0", "1,0.5,1.5", "2,,1.25"]
+    fresh = MetricsLog(path)
+    fresh.on_train_begin()
+    fresh.on_epoch_end(0, {"loss": 3.0})
+    assert path.read_text().splitlines() == ["epoch,loss", "0,3.0"]
 
 
 def test_existing_run_directory_is_never_overwritten(tiny_arrays, tmp_path, capsys, write_spec):

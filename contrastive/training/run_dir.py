@@ -98,11 +98,12 @@ class RunDir:
             self._truncate_metrics(first_epoch)
 
     def callbacks(self, spec, first_epoch):
-        """The metrics log and the checkpoints."""
-        import keras
+        """The metrics log and the checkpoints (after any callback that adds
+        to the epoch's logs)."""
+        from contrastive.training.metrics_log import MetricsLog
 
         return [
-            keras.callbacks.CSVLogger(str(self.path / METRICS), append=first_epoch > 0),
+            MetricsLog(self.path / METRICS, append=first_epoch > 0),
             Checkpoint(self.path, spec.output.checkpoint_every, spec.train.epochs, first_epoch),
         ]
 

@@ -123,8 +123,8 @@ def _fit(spec, model, parts, run_dir, distribution, first_epoch):
     from contrastive.training.callbacks import StopOnNonFinite, monitor_callbacks
 
     callbacks = [torch_speed.callback(), StopOnNonFinite(), *parts.input.callbacks(),
-                 *run_dir.callbacks(spec, first_epoch),
-                 *monitor_callbacks(spec, parts, run_dir)]
+                 *monitor_callbacks(spec, parts, run_dir),
+                 *run_dir.callbacks(spec, first_epoch)]
     start = time.perf_counter()
     with distribution.scope():
         history = model.fit(
