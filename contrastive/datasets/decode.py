@@ -24,8 +24,14 @@ def tf_module():
 def decode(path, size):
     """Reads and decodes one JPEG or PNG file to a uint8 `(size, size, 3)`
     tensor, resized (bilinear, antialiased) where its shape differs."""
+    return decode_contents(tf_module().io.read_file(path), size)
+
+
+def decode_contents(contents, size):
+    """Decodes the bytes of one JPEG or PNG (a string tensor) as `decode`
+    decodes a file."""
     tf = tf_module()
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     shape = tf.shape(image)
 
     def resize():
