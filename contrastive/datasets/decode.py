@@ -56,16 +56,30 @@ def unreadable(paths, size):
             message = str(getattr(exc, "message", exc)).strip().splitlines()[0]
             return [str(path), f"{type(exc).__name__}: {message}"]
 
+    from contrastive.evaluation.progress import Progress
+
+    progress = Progress(f"checking {len(paths)} image files", len(paths), None, unit_name="file")
+    bad = []
     workers = min(16, os.cpu_count() or 1)
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        return [error for error in pool.map(check, paths) if error]
+        for error in pool.map(check, paths):
+            progress.add(1)
+            if error:
+                bad.append(error)
+    return bad
 
 
 def decode_all(files):
     """The decoded images of `files` as in-memory `Arrays`."""
     from contrastive.datasets.base import Arrays
+    from contrastive.evaluation.progress import Progress
 
-    return Arrays(np.concatenate(list(file_batches(files))), files.labels, files.class_names)
+    progress = Progress(f"decoding {len(files)} images", len(files), None, unit_name="image")
+    batches = []
+    for batch in file_batches(files):
+        batches.append(batch)
+        progress.add(len(batch))
+    return Arrays(np.concatenate(batches), files.labels, files.class_names)
 
 
 def file_batches(files, batch_size=256):

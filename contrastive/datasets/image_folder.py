@@ -222,9 +222,16 @@ class ImageFolder(Dataset):
             except Exception as exc:  # noqa: BLE001 (any undecodable file)
                 return None, f"{shown} ({_reason(exc)})"
 
+        from contrastive.evaluation.progress import Progress
+
+        progress = Progress(f"decoding {len(named)} images from {root}", len(named), None,
+                            unit_name="image")
         workers = min(8, os.cpu_count() or 1)
+        decoded = []
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            decoded = list(pool.map(decode, named))
+            for result in pool.map(decode, named):
+                decoded.append(result)
+                progress.add(1)
         bad = [error for _, error in decoded if error]
         if bad:
             self._report(bad)

@@ -113,11 +113,16 @@ class TarShards(Dataset):
             if hit is not None:
                 images, labels, classes = hit
                 return Arrays(images, labels if shards.labels is not None else None, classes)
+        from contrastive.evaluation.progress import Progress
+
+        progress = Progress(f"decoding {len(shards)} samples from {len(shards.shards)} shard(s)",
+                            len(shards), None, unit_name="image")
         items = [item for shard in range(len(shards.shards)) for item in shards.samples(shard)]
         with concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
             decoded = pool.map(lambda item: decode_bytes(item[1], self.size), items)
             found, bad = {}, []
             for (index, _), (image, reason) in zip(items, decoded, strict=True):
+                progress.add(1)
                 if image is None:
                     bad.append(f"{shards.name(index)} ({reason})")
                 else:
@@ -142,6 +147,10 @@ class TarShards(Dataset):
         hit = cache.load_list(key) if key else None
         if hit is not None and len(hit) == 2:
             return hit
+        from contrastive.evaluation.progress import Progress
+
+        progress = Progress(f"indexing {len(shards)} shard(s)", len(shards), None,
+                            unit_name="shard")
         samples, problems = [], []
         for shard in shards:
             try:
@@ -150,6 +159,7 @@ class TarShards(Dataset):
                 raise DataError(f"{shard}: cannot read the shard: {exc}") from None
             samples.append(found)
             problems.extend(odd)
+            progress.add(1)
         if not any(samples):
             raise DataError(f"{shards[0]}: no sample with a .jpg, .jpeg or .png member in "
                             f"{len(shards)} shard(s)")
