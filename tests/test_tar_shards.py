@@ -73,6 +73,9 @@ def test_samples_group_members_and_read_labels(tmp_path):
     assert len(named.shards) == 3 and named.name(9) == f"{tmp_path / 'b' / 'train-001.tar'}:00009.png"
     assert TarShards([str(tmp_path / "c")], size=12, cache=False).load().labels is None
     np.testing.assert_array_equal(plain.files().in_memory().images, data.images)
+    picked = plain.files().take([9, 2])
+    np.testing.assert_array_equal(picked.images, data.images[[9, 2]])
+    assert list(picked.labels) == [1, 0]
     with pytest.raises(DataError, match="expected .tar shards"):
         TarShards(str(tmp_path / "none-*.tar")).count()
 
@@ -98,12 +101,28 @@ def test_an_epoch_reads_every_sample_once_in_an_order_from_seed_and_epoch(tmp_pa
 
 
 @pytest.mark.parametrize("mode", ["stream", "memory"])
-def test_shards_train_end_to_end(tmp_path, mode):
+def test_shards_train_end_to_end_and_are_evaluated(tmp_path, mode):
     root = write_shards(tmp_path / "s")
-    run = contrastive.train(spec({"path": str(root / "train-*.tar")}, mode),
-                            out=tmp_path / "run", log=lambda line: None)
+    write_shards(tmp_path / "t", count=12)
+    data = spec({"path": str(root / "train-*.tar"), "test_path": str(tmp_path / "t")}, mode)
+    data["eval"] = {"knn": {"k": 3}, "linear": {"epochs": 1}, "baselines": False}
+    run = contrastive.train(data, out=tmp_path / "run", log=lambda line: None)
     assert run.results["epochs"] == 1 and np.isfinite(run.results["final_loss"])
+    assert 0 <= run.results["eval"]["knn_accuracy"] <= 1
     assert "skipped_files" not in run.results
+
+
+def test_an_unlabelled_file_list_streams_end_to_end(tmp_path):
+    root = tmp_path / "images"
+    root.mkdir()
+    for i in range(16):
+        (root / f"{i:02d}.png").write_bytes(png(i))
+    (tmp_path / "list.txt").write_text("".join(f"images/{i:02d}.png\n" for i in range(16)))
+    data = spec({}, "stream")
+    data["data"] = {"name": "file_list", "path": str(tmp_path / "list.txt"), "size": 12,
+                    "cache": False}
+    run = contrastive.train(data, out=tmp_path / "run", log=lambda line: None)
+    assert run.results["epochs"] == 1 and np.isfinite(run.results["final_loss"])
 
 
 def test_a_corrupt_member_in_the_stream_is_skipped_counted_and_named(tmp_path):
