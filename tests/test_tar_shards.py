@@ -100,6 +100,22 @@ def test_an_epoch_reads_every_sample_once_in_an_order_from_seed_and_epoch(tmp_pa
     assert first_pass(0, 0) == order and first_pass(0, 1) != order
 
 
+def test_a_resumed_stream_sees_the_batches_of_an_uninterrupted_one(tmp_path):
+    shards = TarShards(str(write_shards(tmp_path / "s")), size=12, shuffle_buffer=6,
+                       cache=False).files()
+
+    def batches(first_epoch):
+        stream = StreamInput(shards, batch_size=8, seed=3, steps_per_epoch=3, with_labels=True)
+        return list(stream.dataset(first_epoch, 3).as_numpy_iterator())
+
+    straight, resumed = batches(0), batches(2)
+    assert len(straight) == 9 and len(resumed) == 3
+    for (images, labels), (again, again_labels) in zip(straight[6:], resumed, strict=True):
+        np.testing.assert_array_equal(images, again)
+        np.testing.assert_array_equal(labels, again_labels)
+    assert not np.array_equal(straight[0][0], straight[3][0])  # epochs differ
+
+
 @pytest.mark.parametrize("mode", ["stream", "memory"])
 def test_shards_train_end_to_end_and_are_evaluated(tmp_path, mode):
     root = write_shards(tmp_path / "s")

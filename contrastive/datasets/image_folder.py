@@ -34,7 +34,8 @@ class ImageFolder(Dataset):
 
     Unreadable files (truncated, not an image) are reported with their
     paths; with `on_error: skip` they are left out, with `on_error: fail`
-    loading stops before training starts.
+    loading stops before training starts. A file that fails once training
+    streams it is skipped whatever `on_error` says (see `StreamInput`).
 
     Args:
         path: the training images.
