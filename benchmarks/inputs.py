@@ -10,6 +10,14 @@ CNN with the `cifar10` augmentation) with `model.fit` for one warm-up epoch
 
 `--data` is a local CIFAR-10 copy (a folder with `cifar10-train.tar.gz`);
 the stream mode reads it from the files, extracted once into the cache.
+
+With `--decode`, measures instead decoded images per second per CPU core for
+ImageNet-like JPEGs of several sizes made from CIFAR-10 (or synthetic without
+`--data`), and the cores needed to feed a ResNet-50 at `--gpu-rate` images/s
+(see `decode_rate.py`):
+
+    python benchmarks/inputs.py --decode --data ../shared/datasets/cifar10 \
+        --images 500 --seconds 8 --json
 """
 
 import argparse
@@ -70,13 +78,25 @@ def measure(mode, dataset, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="a local CIFAR-10 copy")
+    parser.add_argument("--data", default=None, help="a local CIFAR-10 copy")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs after the warm-up")
     parser.add_argument("--limit-per-class", type=int, default=None)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--decode", action="store_true",
+                        help="decode rate per CPU core for ImageNet-like JPEGs instead")
+    parser.add_argument("--images", type=int, default=500, help="--decode: JPEGs per size")
+    parser.add_argument("--seconds", type=float, default=8.0,
+                        help="--decode: timed seconds per pipeline and worker count")
+    parser.add_argument("--gpu-rate", type=float, default=None,
+                        help="--decode: images/s the GPU trains ResNet-50 at (default 2,470: one "
+                             "A100 80GB, mixed precision, NVIDIA DeepLearningExamples)")
     args = parser.parse_args()
+    if args.decode:
+        return decode_main(args)
+    if args.data is None:
+        parser.error("--data is required (a local CIFAR-10 copy) unless --decode")
 
     import keras
 
@@ -96,6 +116,15 @@ def main():
     else:
         for mode in MODES:
             print(f"{mode:8s} {rates[mode]:10.1f} images/s  x{result['ratio_to_memory'][mode]:.3f}")
+
+
+def decode_main(args):
+    import decode_rate
+
+    gpu_rate = args.gpu_rate or decode_rate.RESNET50_A100_RATE
+    result = decode_rate.measure(args.data, args.images, args.seconds, gpu_rate)
+    result["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs"
+    print(json.dumps(result, indent=2) if args.json else decode_rate.table(result))
 
 
 if __name__ == "__main__":

@@ -65,3 +65,16 @@ def test_gpu_summary_reports_missing_phases_and_partial_runs(tmp_path, capsys):
     assert "cifar10 epochs reached: 2" in out
     assert "cifar10 last loss: 5.9" in out
     assert "torch throughput: missing" in out
+
+
+def test_the_decode_benchmark_pipelines_give_224_pixel_images(tmp_path):
+    pytest.importorskip("tensorflow")
+    import decode_rate
+
+    images, origin = decode_rate.sources(None, 3)
+    paths, kb = decode_rate.write_jpegs(tmp_path, images, (120, 90))
+    assert origin == "synthetic smooth fields" and len(paths) == 3 and kb > 0
+    for name in decode_rate.PIPELINES:
+        image = decode_rate.pipeline(name, side=32)(paths[0], [1, 2])
+        assert tuple(image.shape) == (32, 32, 3) and image.dtype.name == "uint8"
+    assert decode_rate.rate(paths, "fused", 1, seconds=0.05, batch=2) > 0

@@ -1,6 +1,8 @@
 """Every registered component meets the contract of its kind
 (`contrastive.testing`), on the active backend."""
 
+import tarfile
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -26,9 +28,16 @@ def data_files(tmp_path_factory):
     np.savez(root / "arrays.npz", images=rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8))
     (root / "list.csv").write_text("path,label\n" + "".join(
         f"folder/{c}/{i}.png,{c}\n" for c in ("a", "b") for i in range(3)))
+    with tarfile.open(root / "shard-000.tar", "w") as shard:
+        for c in ("a", "b"):
+            for i in range(3):
+                shard.add(root / "folder" / c / f"{i}.png", arcname=f"{c}{i}.png")
+                (root / f"{c}{i}.cls").write_text(c)
+                shard.add(root / f"{c}{i}.cls", arcname=f"{c}{i}.cls")
     return {"image_folder": {"path": str(root / "folder"), "size": 8, "cache": False},
             "arrays": {"path": str(root / "arrays.npz")},
-            "file_list": {"path": str(root / "list.csv"), "size": 8, "cache": False}}
+            "file_list": {"path": str(root / "list.csv"), "size": 8, "cache": False},
+            "tar_shards": {"path": str(root / "shard-*.tar"), "size": 8, "cache": False}}
 
 
 def test_every_kind_has_a_contract_check():

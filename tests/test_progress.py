@@ -45,3 +45,28 @@ def test_linear_evaluation_shows_one_bar_of_epochs_with_the_loss(capsys):
     assert "3/3" in shown and "epoch - loss: " in shown and "Epoch 1/3" not in shown
     linear_accuracy(x, y, x, y, epochs=3, batch_size=8, verbose=0)
     assert capsys.readouterr() == ("", "")
+
+
+def test_the_data_phases_show_bars_when_asked(tmp_path, capsys):
+    from PIL import Image
+
+    from contrastive.datasets.image_folder import ImageFolder
+    from contrastive.evaluation.progress import default_verbosity
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    folder = ImageFolder(str(tmp_path), size=8, cache=False)
+    folder.load()
+    assert capsys.readouterr() == ("", "")  # "auto", and stderr is no terminal
+    with default_verbosity(1):
+        folder.load()
+        pytest.importorskip("tensorflow")
+        folder.files()
+    out, err = capsys.readouterr()
+    shown = plain(err)
+    assert out == "" and f"decoding 3 images from {tmp_path}\n" in shown
+    assert "checking 3 image files\n" in shown and "3/3" in shown
+    with default_verbosity(0):
+        folder.files()
+    assert capsys.readouterr() == ("", "")

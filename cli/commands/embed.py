@@ -22,6 +22,7 @@ def command(run_dir, data, split, out, labels_out, progress):
     from contrastive.errors import SpecError
     from contrastive.evaluation import features_of
     from contrastive.evaluation.features import check_image_shape
+    from contrastive.evaluation.progress import default_verbosity
     from contrastive.registry import build
     from contrastive.run import Run
     from contrastive.training.inputs import load_split
@@ -33,7 +34,8 @@ def command(run_dir, data, split, out, labels_out, progress):
     dataset = build("datasets", _mapping(data) or spec.data, "--data")
     if split not in dataset.splits:
         raise SpecError(f"expected one of {', '.join(dataset.splits)}, received '{split}'", "--split")
-    arrays = load_split(dataset, spec.train.input, split)[1]
+    with default_verbosity(verbosity(progress)):
+        arrays = load_split(dataset, spec.train.input, split)[1]
     check_image_shape(encoder, arrays, "--data" if data else "data")
     features = features_of(encoder, arrays, verbose=verbosity(progress),
                            title=f"h of the {split} split")

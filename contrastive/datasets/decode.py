@@ -24,8 +24,14 @@ def tf_module():
 def decode(path, size):
     """Reads and decodes one JPEG or PNG file to a uint8 `(size, size, 3)`
     tensor, resized (bilinear, antialiased) where its shape differs."""
+    return decode_contents(tf_module().io.read_file(path), size)
+
+
+def decode_contents(contents, size):
+    """Decodes the bytes of one JPEG or PNG (a string tensor) as `decode`
+    decodes a file."""
     tf = tf_module()
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     shape = tf.shape(image)
 
     def resize():
@@ -50,16 +56,30 @@ def unreadable(paths, size):
             message = str(getattr(exc, "message", exc)).strip().splitlines()[0]
             return [str(path), f"{type(exc).__name__}: {message}"]
 
+    from contrastive.evaluation.progress import Progress
+
+    progress = Progress(f"checking {len(paths)} image files", len(paths), None, unit_name="file")
+    bad = []
     workers = min(16, os.cpu_count() or 1)
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        return [error for error in pool.map(check, paths) if error]
+        for error in pool.map(check, paths):
+            progress.add(1)
+            if error:
+                bad.append(error)
+    return bad
 
 
 def decode_all(files):
     """The decoded images of `files` as in-memory `Arrays`."""
     from contrastive.datasets.base import Arrays
+    from contrastive.evaluation.progress import Progress
 
-    return Arrays(np.concatenate(list(file_batches(files))), files.labels, files.class_names)
+    progress = Progress(f"decoding {len(files)} images", len(files), None, unit_name="image")
+    batches = []
+    for batch in file_batches(files):
+        batches.append(batch)
+        progress.add(len(batch))
+    return Arrays(np.concatenate(batches), files.labels, files.class_names)
 
 
 def file_batches(files, batch_size=256):

@@ -34,7 +34,8 @@ class ImageFolder(Dataset):
 
     Unreadable files (truncated, not an image) are reported with their
     paths; with `on_error: skip` they are left out, with `on_error: fail`
-    loading stops before training starts.
+    loading stops before training starts. A file that fails once training
+    streams it is skipped whatever `on_error` says (see `StreamInput`).
 
     Args:
         path: the training images.
@@ -222,9 +223,16 @@ class ImageFolder(Dataset):
             except Exception as exc:  # noqa: BLE001 (any undecodable file)
                 return None, f"{shown} ({_reason(exc)})"
 
+        from contrastive.evaluation.progress import Progress
+
+        progress = Progress(f"decoding {len(named)} images from {root}", len(named), None,
+                            unit_name="image")
         workers = min(8, os.cpu_count() or 1)
+        decoded = []
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            decoded = list(pool.map(decode, named))
+            for result in pool.map(decode, named):
+                decoded.append(result)
+                progress.add(1)
         bad = [error for _, error in decoded if error]
         if bad:
             self._report(bad)

@@ -142,6 +142,7 @@ def evaluate(run, protocol="knn", data=None, verbose="auto", **options):
         SpecError: an unknown protocol or option, or data without labels or
             a held-out split.
     """
+    from contrastive.evaluation.progress import default_verbosity
     from contrastive.run import Run
 
     run = run if isinstance(run, Run) else Run(run)
@@ -150,7 +151,8 @@ def evaluate(run, protocol="knn", data=None, verbose="auto", **options):
                         "protocol")
     spec = run.spec
     settings = _settings(spec, protocol, options)
-    encoder, train, test = run_splits(run, data, settings.get("start", "h"))
+    with default_verbosity(verbose):
+        encoder, train, test = run_splits(run, data, settings.get("start", "h"))
     report = {"protocol": protocol, **settings, "train": len(train), "test": len(test)}
     return {**report, **_measure(protocol, encoder, train, test, settings, spec.seed, verbose)}
 

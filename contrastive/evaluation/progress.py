@@ -7,9 +7,27 @@ for their results (`--json` above all), so these bars go to stderr. With
 """
 
 import contextlib
+import contextvars
 import sys
 
 import keras
+
+# The `verbose` of bars whose caller passes none (the data phases, deep
+# inside `Dataset.load`): "auto" unless a command or a run says otherwise.
+_DEFAULT = contextvars.ContextVar("contrastive_progress", default="auto")
+
+
+@contextlib.contextmanager
+def default_verbosity(verbose):
+    """Within the block, bars created with `verbose=None` take `verbose`
+    (0, 1 or `"auto"`): how `train.verbose` and `--progress/--no-progress`
+    reach the file scan, the decode and the cache build."""
+    shows_progress(verbose)
+    token = _DEFAULT.set(verbose)
+    try:
+        yield
+    finally:
+        _DEFAULT.reset(token)
 
 
 def shows_progress(verbose):
@@ -41,14 +59,14 @@ class Progress:
         title: the phase, printed on its own line above the bar.
         target: the number of units when the phase is done.
         verbose: 0 (silent), 1 (a bar) or `"auto"` (a bar when stderr is a
-            terminal).
+            terminal); None: the `default_verbosity` in force.
         unit_name: what is counted (`image`, `epoch`, ...).
         shown: names of values shown as they are updated (not averaged).
     """
 
     def __init__(self, title, target, verbose="auto", unit_name="step", shown=()):
         self.bar, self.done = None, 0
-        if shows_progress(verbose):
+        if shows_progress(_DEFAULT.get() if verbose is None else verbose):
             with _to_stderr():
                 print(title)
                 self.bar = keras.utils.Progbar(target, unit_name=unit_name,

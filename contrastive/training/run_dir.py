@@ -122,7 +122,7 @@ class RunDir:
     def finish(self, spec, parts, results):
         """Writes the curves, the encoder files, `results.json` and, when
         unreadable files were left out of the data, `skipped.txt`."""
-        skipped = getattr(parts.input.data, "skipped", ())
+        skipped = parts.input.skipped
         if skipped:
             (self.path / "skipped.txt").write_text("\n".join(skipped) + "\n", encoding="utf-8")
             results["skipped_files"] = len(skipped)

@@ -5,6 +5,7 @@ import time
 import numpy as np
 
 from contrastive.errors import ContrastiveError
+from contrastive.evaluation.progress import default_verbosity
 from contrastive.preflight import check_data
 from contrastive.training.build import build_model, build_parts
 from contrastive.training.run_dir import RunDir, default_path
@@ -35,7 +36,7 @@ def train(spec, out=None, log=print, resume=False):
                           resume, "--out" if out else "output.dir")
     state = run_dir.state() if resume else None
     first_epoch = state["epoch"] if state else 0
-    with distribution.scope():
+    with distribution.scope(), default_verbosity(_data_verbosity(spec, distribution)):
         parts = build_parts(spec)
         model, schedule = build_model(spec, parts, distribution)
         if state is not None:
@@ -47,7 +48,9 @@ def train(spec, out=None, log=print, resume=False):
     try:
         history, seconds = _fit(spec, model, parts, run_dir, distribution, first_epoch)
         if run_dir.writes:
-            results = _results(spec, parts, history, seconds, first_epoch, schedule, run_dir, log)
+            with default_verbosity(_data_verbosity(spec, distribution)):
+                results = _results(spec, parts, history, seconds, first_epoch, schedule,
+                                   run_dir, log)
     except BaseException:
         run_dir.discard()
         raise
@@ -184,6 +187,12 @@ def _results(spec, parts, history, seconds, first_epoch, schedule, run_dir, log)
                                                  spec.seed, log, verbose)
                 log(comparison(results["eval"], results["baselines"]))
     return results
+
+
+def _data_verbosity(spec, distribution):
+    """The progress bars of the data phases (scan, decode, cache build):
+    the chief's, when `train.verbose` asks for any output."""
+    return "auto" if spec.train.verbose and distribution.is_chief else 0
 
 
 def _silent(line):

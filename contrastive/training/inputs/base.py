@@ -70,6 +70,12 @@ class TrainingInput:
         """The labels of the training images, or None."""
         return self.data.labels
 
+    @property
+    def skipped(self):
+        """The unreadable images left out, each named with its reason: those
+        found before training (`data.skipped`) and, streaming, since."""
+        return tuple(getattr(self.data, "skipped", ()))
+
     def order(self, epoch):
         """The batches of `epoch`: see `epoch_order`."""
         return epoch_order(len(self.data), self.batch_size, self.steps_per_epoch, self.seed, epoch)

@@ -4,21 +4,39 @@ Works with every Keras backend, and needs tensorflow installed."""
 
 import numpy as np
 
-from contrastive.datasets.decode import decode, tf_module
+from contrastive.datasets.decode import decode, decode_contents, tf_module
+from contrastive.datasets.shards import Shards
 from contrastive.training.inputs.base import TrainingInput
+from contrastive.training.inputs.skips import StreamSkips
 
 
 class StreamInput(TrainingInput):
     """Epoch `e` visits the files in the order `epoch_order(..., seed, e)`,
     the order the in-memory modes use, so a resumed run sees the batches an
-    uninterrupted one would have seen.
+    uninterrupted one would have seen. Tar shards (`Shards`) are read
+    sequentially instead, in an order drawn from the seed and the epoch
+    (`Shards.stream`).
+
+    A file that cannot be read or decoded once training has begun is
+    skipped: named in a warning, counted in `skipped`, and replaced by the
+    next candidate (after the epoch's order, a spare permutation drawn from
+    `(seed, epoch)`), so every batch stays full.
 
     Args:
-        data: the `Files` to stream.
+        data: the `Files` or `Shards` to stream.
         (the others as `TrainingInput`.)
     """
 
     mode = "stream"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.streamed_skips = StreamSkips(self._name_of)
+        self._streamed = {}
+
+    @property
+    def skipped(self):
+        return (*super().skipped, *self.streamed_skips.names)
 
     def fit_arguments(self, first_epoch, epochs):
         return {"x": self.dataset(first_epoch, epochs), "steps_per_epoch": self.steps_per_epoch}
@@ -27,28 +45,75 @@ class StreamInput(TrainingInput):
         """The batches of epochs `first_epoch .. epochs - 1`, one after the
         other, as a `tf.data.Dataset`."""
         tf = tf_module()
-        files = self.data
-        paths = tf.constant([str(p) for p in files.paths])
-        labels = tf.constant(np.zeros(len(files), np.int32) if files.labels is None
-                             else np.asarray(files.labels, np.int32))
+        epoch_items = (self._shard_items if isinstance(self.data, Shards)
+                       else self._file_items)
+        need = self.steps_per_epoch * self.batch_size
+        labels = tf.constant(np.zeros(len(self.data), np.int32) if self.data.labels is None
+                             else np.asarray(self.data.labels, np.int32))
 
-        def order(epoch):
-            return self.order(int(epoch)).reshape(-1).astype(np.int64)
+        def with_label(image, index, epoch, position):
+            return image, tf.gather(labels, index), epoch, position
 
-        def epoch_indices(epoch):
-            indices = tf.numpy_function(order, [epoch], tf.int64)
-            return tf.data.Dataset.from_tensor_slices(tf.ensure_shape(indices, (None,)))
-
-        def load(index):
-            image = decode(tf.gather(paths, index), files.size)
-            if self.with_labels:
-                return image, tf.gather(labels, index)
-            return (image,)
+        def epoch_batches(epoch):
+            return (
+                epoch_items(epoch)
+                .map(with_label)
+                .ignore_errors()
+                .take(need)
+            )
 
         return (
             tf.data.Dataset.range(first_epoch, epochs)
-            .flat_map(epoch_indices)
-            .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .flat_map(epoch_batches)
             .batch(self.batch_size, drop_remainder=True)
+            .map(self.streamed_skips.batch_map(self.with_labels))
             .prefetch(tf.data.AUTOTUNE)
         )
+
+    def candidates(self, epoch):
+        """The files epoch `epoch` may read, in order: its batches, then a
+        spare permutation that stands in for files found unreadable."""
+        spare = np.random.default_rng([self.seed, epoch, 1]).permutation(len(self.data))
+        return np.concatenate([self.order(epoch).reshape(-1), spare]).astype(np.int64)
+
+    def _file_items(self, epoch):
+        tf = tf_module()
+        paths = tf.constant([str(p) for p in self.data.paths])
+        indices = tf.ensure_shape(
+            tf.numpy_function(lambda e: self.candidates(int(e)), [epoch], tf.int64), (None,))
+        count = tf.shape(indices, out_type=tf.int64)[0]
+
+        def load(index, epoch, position):
+            return decode(tf.gather(paths, index), self.data.size), index, epoch, position
+
+        return (
+            tf.data.Dataset.from_tensor_slices((indices, tf.fill([count], epoch),
+                                                tf.range(count)))
+            .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        )
+
+    def _shard_items(self, epoch):
+        tf = tf_module()
+
+        def read(epoch):
+            epoch = int(epoch)
+            # Older epochs' records are no longer needed to name a skip.
+            self._streamed = {e: v for e, v in self._streamed.items() if e >= epoch - 1}
+            streamed = self._streamed[epoch] = []
+            for position, (index, data) in enumerate(self.data.stream(self.seed, epoch)):
+                streamed.append(index)
+                yield data, index, epoch, position
+
+        def load(data, index, epoch, position):
+            return decode_contents(data, self.data.size), index, epoch, position
+
+        signature = (tf.TensorSpec((), tf.string), *[tf.TensorSpec((), tf.int64)] * 3)
+        return (
+            tf.data.Dataset.from_generator(read, args=(epoch,), output_signature=signature)
+            .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        )
+
+    def _name_of(self, epoch, position):
+        if isinstance(self.data, Shards):
+            return self.data.name(self._streamed[epoch][position])
+        return str(self.data.paths[self.candidates(epoch)[position]])

@@ -1,0 +1,245 @@
+"""Samples in WebDataset-style tar shards, read sequentially: the index of
+the shards' samples, and `Shards`, the split that streams them."""
+
+import concurrent.futures
+import dataclasses
+import io
+import os
+import re
+import tarfile
+import warnings
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = ("jpg", "jpeg", "png")
+LABEL_SUFFIXES = ("cls", "txt", "json")
+
+# WebDataset's grouping: a member `dir/key.suffix.more` belongs to sample
+# `dir/key` (the basename up to its first dot), with suffix `suffix.more`.
+_MEMBER = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
+
+
+def split_member(name):
+    """`(key, suffix)` of a member name, suffix lower-cased; None for a name
+    with no suffix."""
+    match = _MEMBER.match(name)
+    return None if match is None else (match.group(1), match.group(2).lower())
+
+
+def read_members(shard):
+    """Yields `(member name, bytes)` of the files of a tar shard, in archive
+    order, reading it once from start to end (no seeking)."""
+    with tarfile.open(shard, mode="r|*") as archive:
+        for member in archive:
+            if member.isfile():
+                yield member.name, archive.extractfile(member).read()
+
+
+def index_shard(shard):
+    """The samples of one shard, in archive order: `[key, image member,
+    label text or None]` for each group of members that holds an image.
+
+    Returns:
+        `(samples, problems)`; problems name groups with no image.
+
+    Raises:
+        tarfile.TarError, OSError, EOFError: the shard cannot be read.
+    """
+    groups = {}
+    for name, data in read_members(shard):
+        parts = split_member(name)
+        if parts is None:
+            continue
+        key, suffix = parts
+        group = groups.setdefault(key, {})
+        if suffix in IMAGE_SUFFIXES and "image" not in group:
+            group["image"] = name
+        elif suffix in LABEL_SUFFIXES and "label" not in group:
+            group["label"] = label_text(data, suffix)
+    samples, problems = [], []
+    for key, group in groups.items():
+        if "image" in group:
+            samples.append([key, group["image"], group.get("label")])
+        else:
+            problems.append(f"{shard}:{key} (no .jpg, .jpeg or .png member)")
+    return samples, problems
+
+
+def label_text(data, suffix):
+    """The label a `.cls`, `.txt` or `.json` member holds, as text: an
+    integer or a class name (`.json`: a number, a string, or an object's
+    `label` or `cls`)."""
+    text = data.decode("utf-8", errors="replace").strip()
+    if suffix != "json":
+        return text
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(value, dict):
+        value = value.get("label", value.get("cls", ""))
+    return str(value).strip()
+
+
+def decode_bytes(data, size):
+    """Decodes one JPEG or PNG to uint8 `(size, size, 3)` with PIL (resized
+    bilinear where it differs), as `image_folder` decodes files: returns
+    `(image, None)`, or `(None, reason)` for bytes PIL cannot read."""
+    from contrastive.datasets.image_folder import _reason
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image = image.convert("RGB")
+            if image.size != (size, size):
+                image = image.resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(image, dtype=np.uint8), None
+    except Exception as exc:  # noqa: BLE001 (any undecodable member)
+        return None, _reason(exc)
+
+
+@dataclasses.dataclass
+class Shards:
+    """A split of tar shards, read sequentially as it is needed: the
+    counterpart of `Files` for `tar_shards`.
+
+    Sample `i` is the `i`-th of the index: the shards in their given order,
+    each one's samples in archive order.
+
+    Attributes:
+        shards: the shard paths.
+        members: per shard, the image member of each of its samples.
+        labels: int array of shape `(N,)`, or None when unlabelled.
+        size: the side of the decoded images, in pixels.
+        class_names: the names of the label values, when known.
+        skipped: the samples left out, each with its reason.
+        shuffle_buffer: samples held to shuffle the stream in training.
+    """
+
+    shards: tuple
+    members: tuple
+    labels: np.ndarray | None
+    size: int
+    class_names: tuple = ()
+    skipped: tuple = ()
+    shuffle_buffer: int = 1000
+
+    def __post_init__(self):
+        self.offsets = np.cumsum([0, *(len(m) for m in self.members)])
+
+    def __len__(self):
+        return int(self.offsets[-1])
+
+    @property
+    def image_shape(self):
+        """`(H, W, C)` of every decoded image."""
+        return (self.size, self.size, 3)
+
+    @property
+    def nbytes(self):
+        """The memory the decoded images would take as uint8."""
+        return len(self) * self.size * self.size * 3
+
+    def name(self, index):
+        """`shard.tar:member` of sample `index`."""
+        shard = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        return f"{self.shards[shard]}:{self.members[shard][index - self.offsets[shard]]}"
+
+    def samples(self, shard, wanted=None):
+        """Yields `(index, bytes)` of `shard`'s samples (those of `wanted`,
+        a set of indices, if given), reading it once.
+
+        A shard that stops being readable part-way ends the samples early
+        with a warning naming it.
+        """
+        lookup = {name: self.offsets[shard] + i for i, name in enumerate(self.members[shard])}
+        try:
+            for name, data in read_members(self.shards[shard]):
+                index = lookup.get(name)
+                if index is not None and (wanted is None or index in wanted):
+                    yield int(index), data
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            warnings.warn(f"{self.shards[shard]}: stopped reading the shard: {exc}",
+                          stacklevel=2)
+
+    def stream(self, seed, epoch):
+        """Yields sample indices and bytes `(index, bytes)` without end, in
+        the order of epoch `epoch`: passes over the shards, each in an order
+        drawn from `(seed, epoch)`, read sequentially through a shuffle
+        buffer of `shuffle_buffer` samples drawn from the same generator
+        (emptied at the end of each pass, so a pass holds every sample once).
+        Deterministic, so a resumed run sees the same stream."""
+        rng = np.random.default_rng([seed, epoch])
+        capacity = max(1, min(self.shuffle_buffer, len(self)))
+        while True:
+            buffer, read = [], 0
+            for shard in rng.permutation(len(self.shards)):
+                for item in self.samples(int(shard)):
+                    buffer.append(item)
+                    read += 1
+                    if len(buffer) >= capacity:
+                        yield _pop(buffer, rng)
+            # Each pass ends with its own samples: every sample once a pass.
+            while buffer:
+                yield _pop(buffer, rng)
+            if not read:
+                return
+
+    def decoded(self, wanted=None, batch_size=256):
+        """Yields `(indices, images)` of the samples (those of `wanted`), in
+        index order, decoded with PIL on a thread pool, `batch_size` at a
+        time. An undecodable sample becomes a black image, named in a
+        warning, so that the images stay aligned with the labels."""
+        chunk = []
+        workers = min(8, os.cpu_count() or 1)
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            for shard in range(len(self.shards)):
+                for item in self.samples(shard, wanted):
+                    chunk.append(item)
+                    if len(chunk) == batch_size:
+                        yield self._decode(chunk, pool)
+                        chunk = []
+            if chunk:
+                yield self._decode(chunk, pool)
+
+    def _decode(self, chunk, pool):
+        results = list(pool.map(lambda item: decode_bytes(item[1], self.size), chunk))
+        images = []
+        for (index, _), (image, reason) in zip(chunk, results, strict=True):
+            if image is None:
+                warnings.warn(f"{self.name(index)} ({reason}): a black image in its place",
+                              stacklevel=3)
+                image = np.zeros(self.image_shape, np.uint8)
+            images.append(image)
+        return np.array([index for index, _ in chunk]), np.stack(images)
+
+    def batches(self, batch_size=256):
+        """Yields the decoded images in index order, as uint8 batches of at
+        most `batch_size` (see `decoded`)."""
+        for _, images in self.decoded(batch_size=batch_size):
+            yield images
+
+    def take(self, indices):
+        """The samples at `indices`, decoded, as `Arrays`."""
+        from contrastive.datasets.base import Arrays
+
+        indices = np.asarray(indices, dtype=np.int64)
+        found = {}
+        for got, images in self.decoded(set(indices.tolist())):
+            found.update(zip(got.tolist(), images, strict=True))
+        images = np.stack([found[i] for i in indices.tolist()])
+        labels = None if self.labels is None else self.labels[indices]
+        return Arrays(images, labels, self.class_names)
+
+    def in_memory(self):
+        """All the decoded images as `Arrays`."""
+        return self.take(np.arange(len(self)))
+
+
+def _pop(buffer, rng):
+    # Swap the drawn sample with the last one: O(1), and deterministic.
+    pick = int(rng.integers(len(buffer)))
+    buffer[pick], buffer[-1] = buffer[-1], buffer[pick]
+    return buffer.pop()

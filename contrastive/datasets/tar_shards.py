@@ -1,0 +1,207 @@
+"""Images in WebDataset-style tar shards: one sample per group of members
+sharing a basename."""
+
+import concurrent.futures
+import glob
+import os
+import pathlib
+import tarfile
+import warnings
+from typing import Literal
+
+import numpy as np
+
+from contrastive.datasets import cache
+from contrastive.datasets.base import Arrays, Dataset
+from contrastive.datasets.image_folder import class_labels
+from contrastive.datasets.shards import Shards, decode_bytes, index_shard
+from contrastive.errors import DataError
+from contrastive.registry import register
+from contrastive.typecheck import PositiveInt
+
+
+@register("datasets", "tar_shards")
+class TarShards(Dataset):
+    """JPEG and PNG images in WebDataset-style `.tar` shards, labelled or not.
+
+    A sample is the group of members sharing a name up to the first dot of
+    its basename (`0001.jpg`, `0001.cls`): one image member (`.jpg`,
+    `.jpeg`, `.png`) and, optionally, a label member (`.cls` or `.txt`
+    holding an integer or a class name, or `.json` holding one, or an
+    object with a `label` key). Integer labels are kept as they are; class
+    names are sorted into class indices. Images are converted to RGB and
+    resized to `size` x `size` (bilinear) where they differ.
+
+    With `train.input: stream` the shards are read sequentially, never by
+    random access: each epoch visits the shards in an order drawn from the
+    seed and the epoch, through a shuffle buffer drawn alike, so a resumed
+    run sees the same batches. A member that cannot be decoded is named
+    (`shard.tar:member`), skipped and counted, and another sample takes its
+    place. With `memory` or `device`, every sample is decoded once before
+    training (and cached); unreadable members are reported as
+    `image_folder` reports files. The shards' index (samples and labels) is
+    read once and cached, so `steps_per_epoch` is known before training.
+
+    Example:
+
+    ```python
+    data = TarShards("shards/train-*.tar", size=32)
+    data.count()  # samples in the shards
+    ```
+
+    Args:
+        path: the training shards: a glob (`train-*.tar`), a folder of
+            `.tar` files, or a list of either.
+        size: the side of the images, in pixels.
+        test_path: held-out shards of the same form (split `test`).
+        labels: `auto` (labelled when every sample has a label member, else
+            unlabelled when none has) or `none`.
+        on_error: unreadable members found before training: `skip` them, or
+            `fail`. Members found unreadable while streaming are always
+            skipped.
+        shuffle_buffer: samples held to shuffle the stream (`stream` only).
+        cache: keep the index and the decoded images (see
+            `contrastive.datasets.cache`), keyed by the shards' paths, sizes
+            and times and these settings.
+    """
+
+    def __init__(
+        self,
+        path: str | list[str],
+        size: PositiveInt = 32,
+        test_path: str | list[str] | None = None,
+        labels: Literal["auto", "none"] = "auto",
+        on_error: Literal["skip", "fail"] = "skip",
+        shuffle_buffer: PositiveInt = 1000,
+        cache: bool = True,
+    ):
+        self.path = path
+        self.size = size
+        self.test_path = test_path
+        self.labels = labels
+        self.on_error = on_error
+        self.shuffle_buffer = shuffle_buffer
+        self.cache = cache
+        self.splits = ("train", "test") if test_path else ("train",)
+
+    def count(self, split="train"):
+        return len(self.files(split))
+
+    def files(self, split="train", check=True):
+        """Returns the `Shards` of `split`, for streaming (`check` is unused:
+        members are decoded only as training reads them)."""
+        del check
+        self.check_split(split)
+        shards = shard_paths(self.test_path if split == "test" else self.path)
+        samples, problems = self._index(shards)
+        if problems:
+            self._report(problems)
+        names = [label for per_shard in samples for _, _, label in per_shard]
+        labels, classes = self._labels(names, shards[0])
+        return Shards(tuple(str(s) for s in shards),
+                      tuple(tuple(m for _, m, _ in per_shard) for per_shard in samples),
+                      labels, self.size, classes, skipped=tuple(problems),
+                      shuffle_buffer=self.shuffle_buffer)
+
+    def load(self, split="train"):
+        shards = self.files(split)
+        key = None
+        if self.cache:
+            key = cache.fingerprint(shards.shards, {"size": self.size, "labels": self.labels,
+                                                    "tar_shards": 1})
+            hit = cache.load(key)
+            if hit is not None:
+                images, labels, classes = hit
+                return Arrays(images, labels if shards.labels is not None else None, classes)
+        from contrastive.evaluation.progress import Progress
+
+        progress = Progress(f"decoding {len(shards)} samples from {len(shards.shards)} shard(s)",
+                            len(shards), None, unit_name="image")
+        items = [item for shard in range(len(shards.shards)) for item in shards.samples(shard)]
+        with concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+            decoded = pool.map(lambda item: decode_bytes(item[1], self.size), items)
+            found, bad = {}, []
+            for (index, _), (image, reason) in zip(items, decoded, strict=True):
+                progress.add(1)
+                if image is None:
+                    bad.append(f"{shards.name(index)} ({reason})")
+                else:
+                    found[index] = image
+        if bad:
+            self._report(bad)
+        if not found:
+            raise DataError(f"{shards.shards[0]}: none of the {len(shards)} samples could be read")
+        keep = np.array(sorted(found))
+        labels = None if shards.labels is None else shards.labels[keep]
+        arrays = Arrays(np.stack([found[i] for i in keep.tolist()]), labels,
+                        shards.class_names, skipped=tuple(shards.skipped) + tuple(bad))
+        if key is not None and not arrays.skipped:
+            cache.store(key, arrays.images,
+                        np.zeros(0, np.int32) if labels is None else labels, arrays.class_names)
+        return arrays
+
+    def _index(self, shards):
+        """Per shard, its samples `[key, image member, label]`; and the
+        problems found (groups without an image)."""
+        key = cache.fingerprint(shards, {"index": 1}) if self.cache else None
+        hit = cache.load_list(key) if key else None
+        if hit is not None and len(hit) == 2:
+            return hit
+        from contrastive.evaluation.progress import Progress
+
+        progress = Progress(f"indexing {len(shards)} shard(s)", len(shards), None,
+                            unit_name="shard")
+        samples, problems = [], []
+        for shard in shards:
+            try:
+                found, odd = index_shard(shard)
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                raise DataError(f"{shard}: cannot read the shard: {exc}") from None
+            samples.append(found)
+            problems.extend(odd)
+            progress.add(1)
+        if not any(samples):
+            raise DataError(f"{shards[0]}: no sample with a .jpg, .jpeg or .png member in "
+                            f"{len(shards)} shard(s)")
+        if key:
+            cache.store_list(key, [samples, problems])
+        return samples, problems
+
+    def _labels(self, names, source):
+        if self.labels == "none" or all(name is None for name in names):
+            return None, ()
+        if any(name is None or name == "" for name in names):
+            raise DataError(f"{source}: expected a label member on every sample or on none")
+        try:
+            return np.array([int(name) for name in names], dtype=np.int32), ()
+        except ValueError:
+            return class_labels(names, "folders", source)
+
+    def _report(self, bad):
+        listing = "; ".join(bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
+        if self.on_error == "fail":
+            raise DataError(f"{len(bad)} unreadable sample(s): {listing}")
+        warnings.warn(f"skipped {len(bad)} unreadable sample(s): {listing}", stacklevel=3)
+
+
+def shard_paths(path):
+    """The `.tar` shards `path` names: a glob, a folder of `.tar` files, a
+    file, or a list of those; sorted within each entry, duplicates dropped.
+
+    Raises:
+        DataError: an entry names no shard.
+    """
+    found = []
+    for entry in [path] if isinstance(path, str) else list(path):
+        where = pathlib.Path(entry)
+        if where.is_dir():
+            matches = sorted(where.glob("*.tar"))
+        elif where.is_file():
+            matches = [where]
+        else:
+            matches = sorted(pathlib.Path(p) for p in glob.glob(str(entry)))
+        if not matches:
+            raise DataError(f"{entry}: expected .tar shards (a glob, a folder of .tar files or "
+                            "a file), found none")
+        found.extend(m for m in matches if m not in found)
+    return found
