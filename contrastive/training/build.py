@@ -45,11 +45,12 @@ def build_parts(spec):
     keras.config.set_dtype_policy(spec.train.precision)
     dataset = build("datasets", spec.data, "data")
     train = spec.train
-    data_input = training_input(dataset, train.input, train.batch_size, spec.seed,
-                                train.steps_per_epoch, with_labels=train.probe)
     augmenter = None
     if spec.augment is not None:
         augmenter = build("augmenters", spec.augment, "augment", {"seed": spec.seed})
+    data_input = training_input(dataset, train.input, train.batch_size, spec.seed,
+                                train.steps_per_epoch, with_labels=train.probe,
+                                augmenter=augmenter)
     return Parts(
         dataset=dataset,
         input=data_input,
