@@ -4,7 +4,12 @@ Works with every Keras backend, and needs tensorflow installed."""
 
 import numpy as np
 
-from contrastive.datasets.decode import crop_and_resize, decode, decode_original, tf_module
+from contrastive.datasets.decode import (
+    crop_and_resize,
+    decode,
+    decode_original,
+    tf_module,
+)
 from contrastive.training.inputs.base import TrainingInput
 
 
