@@ -224,3 +224,67 @@ def test_an_aspect_kept_folder_trains(folder, tmp_path, mode):
     }
     run = contrastive.train(spec, out=tmp_path / "run", log=lambda line: None)
     assert run.results["epochs"] == 1
+
+
+@pytest.mark.parametrize("mode", ["memory", "stream"])
+def test_an_aspect_kept_labelled_folder_is_evaluated_on_centred_views(tmp_path, mode):
+    if mode == "stream":
+        pytest.importorskip("tensorflow")
+    root = tmp_path / "classes"
+    for label in ("x", "y"):
+        (root / label).mkdir(parents=True)
+        for phase, (name, (width, height)) in enumerate(SHAPES.items()):
+            smooth_image(width, height, phase + 3 * (label == "y")).save(root / label / name)
+    spec = {
+        "data": {"name": "image_folder", "path": str(root), "test_path": str(root), "size": 16,
+                 "cache": False, "keep_aspect": True},
+        "augment": {"name": "simclr", "preset": "cifar10", "size": 16},
+        "encoder": {"name": "small_cnn", "widths": [4]},
+        "head": {"name": "mlp", "output_dim": 4},
+        "train": {"batch_size": 3, "epochs": 1, "verbose": 0, "input": mode},
+        "eval": {"knn": {"k": 1}},
+        "output": {"tensorboard": False, "plot": False},
+    }
+    run = contrastive.train(spec, out=tmp_path / "run", log=lambda line: None)
+    # The same images as train and test: the nearest neighbour is the image itself.
+    assert run.results["eval"]["knn_accuracy"] == 1.0
+
+
+@pytest.mark.parametrize(("augment", "key"), [
+    (None, "augment"),
+    ({"name": "random_flip"}, "augment"),
+    ({"name": "simclr", "preset": "cifar10"}, "augment.size"),
+])
+def test_aspect_kept_data_needs_an_augmenter_that_crops(folder, tmp_path, augment, key):
+    from contrastive.errors import SpecError
+
+    spec = {
+        "data": {"name": "image_folder", "path": str(folder), "size": 16, "cache": False,
+                 "keep_aspect": True},
+        "augment": augment,
+        "encoder": {"name": "small_cnn", "widths": [4]},
+        "head": {"name": "mlp", "output_dim": 4},
+        "train": {"batch_size": 3, "epochs": 1, "verbose": 0, "input": "memory"},
+        "output": {"tensorboard": False, "plot": False},
+    }
+    with pytest.raises(SpecError, match="aspect ratio") as error:
+        contrastive.train(spec, out=tmp_path / "run", log=lambda line: None)
+    assert error.value.path == key
+
+
+def test_preview_shows_crops_of_aspect_kept_images(folder, tmp_path, write_spec):
+    from click.testing import CliRunner
+
+    from contrastive_cli.main import app
+
+    spec = write_spec({
+        "data": {"name": "image_folder", "path": str(folder), "size": 16, "cache": False,
+                 "keep_aspect": True},
+        "encoder": {"name": "small_cnn"},
+        "augment": {"name": "simclr", "preset": "cifar10", "size": 16},
+    })
+    out = tmp_path / "views.png"
+    result = CliRunner().invoke(app, ["preview", str(spec), "--out", str(out), "--n", "3"])
+    assert result.exit_code == 0, result.output
+    # 3 rows of 16-pixel cells shown 4x: the centred view and two crops.
+    assert np.asarray(Image.open(out)).shape == (3 * 66 + 2, 3 * 66 + 2, 3)

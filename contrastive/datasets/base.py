@@ -65,6 +65,13 @@ class Arrays:
         """These `Arrays` (already decoded)."""
         return self
 
+    def views(self):
+        """Every image as evaluation sees it, uint8 `(N, H, W, C)`: `images`,
+        or with `sizes` the centred view of each (see `batches`)."""
+        if self.sizes is None:
+            return self.images
+        return np.concatenate(list(self.batches()))
+
 
 @dataclasses.dataclass
 class Files:
