@@ -274,7 +274,6 @@ def test_aspect_kept_data_needs_an_augmenter_that_crops(folder, tmp_path, augmen
 
 def test_preview_shows_crops_of_aspect_kept_images(folder, tmp_path, write_spec):
     from click.testing import CliRunner
-
     from contrastive_cli.main import app
 
     spec = write_spec({
