@@ -287,3 +287,22 @@ def test_preview_shows_crops_of_aspect_kept_images(folder, tmp_path, write_spec)
     assert result.exit_code == 0, result.output
     # 3 rows of 16-pixel cells shown 4x: the centred view and two crops.
     assert np.asarray(Image.open(out)).shape == (3 * 66 + 2, 3 * 66 + 2, 3)
+
+
+def test_streamed_crops_resume_exactly(folder):
+    pytest.importorskip("tensorflow")
+    files = ImageFolder(str(folder), size=SIZE, keep_aspect=True, cache=False).files()
+    source = StreamInput(files, 3, seed=0, augmenter=augmenter())
+    whole = [batch[0]["views"].numpy() for batch in source.dataset(0, 2)]
+    resumed = [batch[0]["views"].numpy() for batch in source.dataset(1, 2)]
+    assert len(whole) == 2 and not np.array_equal(whole[0], whole[1])
+    assert np.array_equal(whole[1], resumed[0])
+
+
+def test_aspect_kept_images_are_cached_with_their_sizes(folder):
+    fresh = ImageFolder(str(folder), size=SIZE, keep_aspect=True, stored_side=STORED).load()
+    cached = ImageFolder(str(folder), size=SIZE, keep_aspect=True, stored_side=STORED).load()
+    assert np.array_equal(cached.sizes, fresh.sizes) and cached.view_size == SIZE
+    assert np.array_equal(cached.images, fresh.images)
+    squashed = ImageFolder(str(folder), size=SIZE).load()
+    assert squashed.sizes is None and squashed.images.shape == (3, SIZE, SIZE, 3)
