@@ -307,3 +307,8 @@ def test_aspect_kept_images_are_cached_with_their_sizes(folder):
     assert np.array_equal(cached.images, fresh.images)
     squashed = ImageFolder(str(folder), size=SIZE).load()
     assert squashed.sizes is None and squashed.images.shape == (3, SIZE, SIZE, 3)
+
+
+def test_a_stored_side_needs_keep_aspect(folder):
+    with pytest.raises(ValueError, match="expected keep_aspect: true"):
+        ImageFolder(str(folder), size=SIZE, stored_side=STORED)

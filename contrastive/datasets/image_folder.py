@@ -84,6 +84,11 @@ class ImageFolder(Dataset):
         stored_side: PositiveInt | None = None,
     ):
         self.path = path
+        if stored_side is not None and not keep_aspect:
+            raise ValueError(
+                f"stored_side: expected keep_aspect: true with it, received stored_side="
+                f"{stored_side} and keep_aspect: false"
+            )
         self.keep_aspect = keep_aspect
         self.stored_side = None
         if keep_aspect:
