@@ -312,3 +312,12 @@ def test_aspect_kept_images_are_cached_with_their_sizes(folder):
 def test_a_stored_side_needs_keep_aspect(folder):
     with pytest.raises(ValueError, match="expected keep_aspect: true"):
         ImageFolder(str(folder), size=SIZE, stored_side=STORED)
+
+
+def test_a_crop_of_a_canvas_needs_an_output_size():
+    canvas = np.zeros((2, 8, 12, 3), np.uint8)
+    sizes = np.array([[8, 6], [5, 12]], np.int32)
+    with pytest.raises(ValueError, match="expected height and width"):
+        RandomResizedCrop()(canvas, training=True, sizes=sizes)
+    views = RandomResizedCrop(4, 4, seed=0)(canvas, training=False, sizes=sizes)
+    assert tuple(views.shape) == (2, 4, 4, 3)

@@ -343,7 +343,7 @@ class RandomResizedCrop(Augmenter):
 
         images = to_float_images(images, self.name, self.channels)
         if sizes is not None:
-            self._check_sized(images)
+            self.check_fixed_size(images)
             if training:
                 return self.apply(images, self.sample(self.batch_size(images),
                                                       tuple(images.shape), sizes))
@@ -360,7 +360,9 @@ class RandomResizedCrop(Augmenter):
             return apply_crop(images, whole, size, self.interpolation)
         return self.augment(images)
 
-    def _check_sized(self, images):
+    def check_fixed_size(self, images):
+        """Raises ValueError unless the output height and width are set (a
+        padded canvas's shape is no image's)."""
         if self.height is None or self.width is None:
             raise ValueError(
                 f"{self.name}: expected height and width for images of several sizes "

@@ -188,7 +188,7 @@ class SimCLRAugment(Augmenter):
                 params.append(None)
                 continue
             if stage is self.crop and sizes is not None:
-                self.crop._check_sized(images)
+                stage.check_fixed_size(images)
                 params.append(stage.sample(batch, shape, sizes))
             else:
                 params.append(stage.sample(batch, shape))
@@ -215,6 +215,7 @@ class SimCLRAugment(Augmenter):
 
     @property
     def crop_interpolation(self):
+        """How the crops are resized: `bicubic` or `bilinear`."""
         return self.settings["interpolation"]
 
     def compute_output_shape(self, input_shape):
