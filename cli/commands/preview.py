@@ -32,8 +32,13 @@ def command(spec, out, n, split, overrides):
     augmenter = registry.build(
         "augmenters", resolved["augment"], "augment", context={"seed": resolved["seed"]}
     )
-    first = ops.convert_to_numpy(augmenter(images, training=True))
-    second = ops.convert_to_numpy(augmenter(images, training=True))
+    # Aspect-kept images: crops in each image's own region of the canvas,
+    # shown beside its centred view.
+    sized = {} if arrays.sizes is None else {"sizes": arrays.sizes[:n]}
+    first = ops.convert_to_numpy(augmenter(images, training=True, **sized))
+    second = ops.convert_to_numpy(augmenter(images, training=True, **sized))
+    if sized:
+        images = arrays.take(np.arange(len(images))).views()
     grid = views_grid(images, first, second)
     from PIL import Image
 

@@ -3,6 +3,7 @@
 
 from typing import Literal
 
+import numpy as np
 from keras import ops
 
 from contrastive import torch_speed
@@ -21,6 +22,37 @@ OFFICIAL_MIN_COVERED = 0.1
 SAMPLERS = ("official", "torchvision")
 
 
+# The official evaluation view (and torchvision's Resize(256) +
+# CenterCrop(224)): a centred square of 0.875 of the shorter side.
+CENTRE_PROPORTION = 0.875
+
+
+class _NumpyOps:
+    """The few `keras.ops` the box samplers use, on NumPy arrays, so that
+    tf.data workers (`train.input: stream`) draw boxes with the same
+    arithmetic without touching the Keras backend."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def cast(x, dtype):
+        return np.asarray(x).astype(dtype)
+
+
+NUMPY_OPS = _NumpyOps()
+
+
+def _sides(xp, height, width):
+    """The image sides as `(per attempt, per image)` operands: Python floats
+    for one size shared by the batch, else `(B, 1)` and `(B,)` float32
+    tensors of each image's own height and width."""
+    if isinstance(height, (int, float)) and isinstance(width, (int, float)):
+        return float(height), float(width), float(height), float(width)
+    height, width = xp.cast(height, "float32"), xp.cast(width, "float32")
+    return height[:, None], width[:, None], height, width
+
+
 def sample_crop_boxes(seed, batch, height, width, scale=(0.08, 1.0),
                       ratio=(3 / 4, 4 / 3), attempts=ATTEMPTS):
     """Draws one crop box per image.
@@ -29,24 +61,42 @@ def sample_crop_boxes(seed, batch, height, width, scale=(0.08, 1.0),
     log-uniform in `ratio`; box sides are rounded to whole pixels and the
     offset is uniform over the positions where the box fits.
 
+    Args:
+        seed: a `keras.random.SeedGenerator` (or seed) for the draws.
+        batch: how many boxes.
+        height, width: the images' sides: integers shared by the batch, or
+            `(B,)` tensors of each image's own sides (images of several
+            sizes on one padded canvas, boxes in each image's coordinates).
+        scale, ratio, attempts: see the class `RandomResizedCrop`.
+
     Returns:
         int32 `(B, 4)`: `[y0, x0, h, w]` per image.
     """
     shape = (batch, attempts)
-    area = torch_speed.uniform(shape, scale[0], scale[1], seed=seed) * (height * width)
+    area = torch_speed.uniform(shape, scale[0], scale[1], seed=seed)
     aspect = log_uniform(seed, shape, ratio[0], ratio[1])
-    w = ops.round(ops.sqrt(area * aspect))
-    h = ops.round(ops.sqrt(area / aspect))
-    fits = (w >= 1) & (h >= 1) & (w <= width) & (h <= height)
-    first = ops.argmax(ops.cast(fits, "int32"), axis=1)
-    pick = ops.cast(ops.equal(ops.arange(attempts)[None, :], first[:, None]), "float32")
-    any_fits = ops.any(fits, axis=1)
-    h = ops.where(any_fits, ops.sum(h * pick, axis=1), float(height))
-    w = ops.where(any_fits, ops.sum(w * pick, axis=1), float(width))
-    u = torch_speed.uniform((batch, 2), seed=seed)
-    y0 = ops.minimum(ops.floor(u[:, 0] * (height - h + 1)), height - h)
-    x0 = ops.minimum(ops.floor(u[:, 1] * (width - w + 1)), width - w)
-    return ops.cast(ops.stack([y0, x0, h, w], axis=1), "int32")
+    offsets = torch_speed.uniform((batch, 2), seed=seed)
+    return torchvision_boxes(ops, (area, aspect, offsets), height, width)
+
+
+def torchvision_boxes(xp, draws, height, width):
+    """`sample_crop_boxes` from its uniform draws `(area fraction (B, T),
+    aspect (B, T), offsets (B, 2))`; `xp` is `keras.ops` or `NUMPY_OPS`."""
+    area, aspect, u = draws
+    hh, ww, h1, w1 = _sides(xp, height, width)
+    attempts = area.shape[1]
+    area = area * (hh * ww)
+    w = xp.round(xp.sqrt(area * aspect))
+    h = xp.round(xp.sqrt(area / aspect))
+    fits = (w >= 1) & (h >= 1) & (w <= ww) & (h <= hh)
+    first = xp.argmax(xp.cast(fits, "int32"), axis=1)
+    pick = xp.cast(xp.equal(xp.arange(attempts)[None, :], first[:, None]), "float32")
+    any_fits = xp.any(fits, axis=1)
+    h = xp.where(any_fits, xp.sum(h * pick, axis=1), h1)
+    w = xp.where(any_fits, xp.sum(w * pick, axis=1), w1)
+    y0 = xp.minimum(xp.floor(u[:, 0] * (h1 - h + 1)), h1 - h)
+    x0 = xp.minimum(xp.floor(u[:, 1] * (w1 - w + 1)), w1 - w)
+    return xp.cast(xp.stack([y0, x0, h, w], axis=1), "int32")
 
 
 def sample_official_boxes(seed, batch, height, width, scale=(0.08, 1.0),
@@ -66,39 +116,72 @@ def sample_official_boxes(seed, batch, height, width, scale=(0.08, 1.0),
     `[0, side - box side)` (0 for a full side), as the TF kernel draws them.
     The first kept attempt wins; with none, the whole image.
 
+    `height` and `width` are integers, or `(B,)` tensors of each image's
+    own sides, as for `sample_crop_boxes`.
+
     Returns:
         int32 `(B, 4)`: `[y0, x0, h, w]` per image.
     """
     shape = (batch, attempts)
-    total = float(height * width)
-    min_area, max_area = scale[0] * total, scale[1] * total
     aspect = torch_speed.uniform(shape, ratio[0], ratio[1], seed=seed)
-    low = ops.round(ops.sqrt(min_area / aspect))
-    high = ops.round(ops.sqrt(max_area / aspect))
-    too_wide = ops.round(high * aspect) > width
-    narrow = ops.floor((width + 0.5 - 1e-7) / aspect)
-    narrow = ops.where(ops.round(narrow * aspect) > width, narrow - 1, narrow)
-    high = ops.minimum(ops.where(too_wide, narrow, high), float(height))
-    low = ops.minimum(low, high)
     u = torch_speed.uniform(shape, seed=seed)
-    h = low + ops.minimum(ops.floor(u * (high - low + 1)), high - low)
-    w = ops.round(h * aspect)
-    h = ops.where(w * h < min_area, h + 1, h)
-    w = ops.round(h * aspect)
-    h = ops.where(w * h > max_area, h - 1, h)
-    w = ops.round(h * aspect)
+    offsets = torch_speed.uniform((batch, 2), seed=seed)
+    return official_boxes(ops, (aspect, u, offsets), height, width, scale, min_covered)
+
+
+def official_boxes(xp, draws, height, width, scale=(0.08, 1.0),
+                   min_covered=OFFICIAL_MIN_COVERED):
+    """`sample_official_boxes` from its uniform draws `(aspect (B, T),
+    height fraction (B, T), offsets (B, 2))`; `xp` is `keras.ops` or
+    `NUMPY_OPS`."""
+    aspect, u, offsets = draws
+    hh, ww, h1, w1 = _sides(xp, height, width)
+    attempts = aspect.shape[1]
+    total = hh * ww
+    min_area, max_area = scale[0] * total, scale[1] * total
+    low = xp.round(xp.sqrt(min_area / aspect))
+    high = xp.round(xp.sqrt(max_area / aspect))
+    too_wide = xp.round(high * aspect) > ww
+    narrow = xp.floor((ww + 0.5 - 1e-7) / aspect)
+    narrow = xp.where(xp.round(narrow * aspect) > ww, narrow - 1, narrow)
+    high = xp.minimum(xp.where(too_wide, narrow, high), hh)
+    low = xp.minimum(low, high)
+    h = low + xp.minimum(xp.floor(u * (high - low + 1)), high - low)
+    w = xp.round(h * aspect)
+    h = xp.where(w * h < min_area, h + 1, h)
+    w = xp.round(h * aspect)
+    h = xp.where(w * h > max_area, h - 1, h)
+    w = xp.round(h * aspect)
     area = w * h
-    fits = ((area >= min_area) & (area <= max_area) & (w <= width) & (h <= height)
+    fits = ((area >= min_area) & (area <= max_area) & (w <= ww) & (h <= hh)
             & (w > 0) & (h > 0) & (area >= min_covered * total))
-    first = ops.argmax(ops.cast(fits, "int32"), axis=1)
-    pick = ops.cast(ops.equal(ops.arange(attempts)[None, :], first[:, None]), "float32")
-    any_fits = ops.any(fits, axis=1)
-    h = ops.where(any_fits, ops.sum(h * pick, axis=1), float(height))
-    w = ops.where(any_fits, ops.sum(w * pick, axis=1), float(width))
-    u = torch_speed.uniform((batch, 2), seed=seed)
-    y0 = ops.minimum(ops.floor(u[:, 0] * (height - h)), ops.maximum(height - h - 1, 0.0))
-    x0 = ops.minimum(ops.floor(u[:, 1] * (width - w)), ops.maximum(width - w - 1, 0.0))
-    return ops.cast(ops.stack([y0, x0, h, w], axis=1), "int32")
+    first = xp.argmax(xp.cast(fits, "int32"), axis=1)
+    pick = xp.cast(xp.equal(xp.arange(attempts)[None, :], first[:, None]), "float32")
+    any_fits = xp.any(fits, axis=1)
+    h = xp.where(any_fits, xp.sum(h * pick, axis=1), h1)
+    w = xp.where(any_fits, xp.sum(w * pick, axis=1), w1)
+    y0 = xp.minimum(xp.floor(offsets[:, 0] * (h1 - h)), xp.maximum(h1 - h - 1, 0.0))
+    x0 = xp.minimum(xp.floor(offsets[:, 1] * (w1 - w)), xp.maximum(w1 - w - 1, 0.0))
+    return xp.cast(xp.stack([y0, x0, h, w], axis=1), "int32")
+
+
+def centre_boxes(xp, height, width, proportion=CENTRE_PROPORTION):
+    """The deterministic evaluation box of each image: a centred square of
+    `proportion` of the shorter side (the official code's centre crop,
+    torchvision's Resize + CenterCrop), in each image's coordinates.
+
+    Args:
+        xp: `keras.ops` or `NUMPY_OPS`.
+        height, width: `(B,)` integer sides.
+
+    Returns:
+        int32 `(B, 4)`: `[y0, x0, h, w]` per image.
+    """
+    height, width = xp.cast(height, "float32"), xp.cast(width, "float32")
+    side = xp.maximum(xp.round(proportion * xp.minimum(height, width)), 1.0)
+    y0 = xp.floor((height - side + 1) / 2)
+    x0 = xp.floor((width - side + 1) / 2)
+    return xp.cast(xp.stack([y0, x0, side, side], axis=1), "int32")
 
 
 def _cubic(t, a=-0.5):
@@ -244,10 +327,28 @@ class RandomResizedCrop(Augmenter):
     def output_size(self, input_shape):
         return (self.height or input_shape[1], self.width or input_shape[2])
 
-    def call(self, images, training=True):
+    def call(self, images, training=True, sizes=None):
+        """Crops and resizes `images`.
+
+        Args:
+            images: `(B, H, W, C)` images.
+            training: draw random boxes; otherwise the whole image (or,
+                with `sizes`, the centred evaluation box `centre_boxes`).
+            sizes: None, or int `(B, 2)`: each image's `(height, width)`
+                at the top left of a padded canvas (aspect-kept images,
+                see `Arrays.sizes`); boxes then fall in each image's own
+                region and only the crop is resized.
+        """
         from contrastive.augmenters._base import to_float_images
 
         images = to_float_images(images, self.name, self.channels)
+        if sizes is not None:
+            self.check_fixed_size(images)
+            if training:
+                return self.apply(images, self.sample(self.batch_size(images),
+                                                      tuple(images.shape), sizes))
+            boxes = centre_boxes(ops, sizes[:, 0], sizes[:, 1])
+            return self.apply(images, boxes)
         if not training:
             size = self.output_size(images.shape)
             if size == tuple(images.shape[1:3]):
@@ -259,10 +360,40 @@ class RandomResizedCrop(Augmenter):
             return apply_crop(images, whole, size, self.interpolation)
         return self.augment(images)
 
-    def sample(self, batch, shape):
+    def check_fixed_size(self, images):
+        """Raises ValueError unless the output height and width are set (a
+        padded canvas's shape is no image's)."""
+        if self.height is None or self.width is None:
+            raise ValueError(
+                f"{self.name}: expected height and width for images of several sizes "
+                f"(a padded canvas), received height={self.height}, width={self.width}"
+            )
+
+    def sample(self, batch, shape, sizes=None):
+        """Boxes for `batch` images of `shape`; with `sizes` (`(B, 2)`),
+        in each image's own height and width."""
         _, height, width, _ = shape
+        if sizes is not None:
+            sizes = ops.convert_to_tensor(sizes)
+            height, width = sizes[:, 0], sizes[:, 1]
         sample = sample_official_boxes if self.sampler == "official" else sample_crop_boxes
         return sample(self.seed_generator, batch, height, width, self.scale, self.ratio)
+
+    def boxes(self, rng, count, height, width):
+        """`count` boxes of one `height` x `width` image, drawn with the
+        NumPy generator `rng` by this crop's sampler: what
+        `train.input: stream` crops on its CPU workers."""
+        def draw(shape, low=0.0, high=1.0):
+            return rng.uniform(low, high, shape).astype(np.float32)
+
+        if self.sampler == "official":
+            draws = (draw((count, OFFICIAL_ATTEMPTS), *self.ratio),
+                     draw((count, OFFICIAL_ATTEMPTS)), draw((count, 2)))
+            return official_boxes(NUMPY_OPS, draws, height, width, self.scale)
+        logs = np.log(np.asarray(self.ratio, np.float32))
+        draws = (draw((count, ATTEMPTS), *self.scale),
+                 np.exp(draw((count, ATTEMPTS), logs[0], logs[1])), draw((count, 2)))
+        return torchvision_boxes(NUMPY_OPS, draws, height, width)
 
     def apply(self, images, boxes):
         return apply_crop(images, boxes, self.output_size(images.shape), self.interpolation)

@@ -157,13 +157,25 @@ class SimCLRAugment(Augmenter):
         parts = [self.crop, self.flip, self.jitter, self.grayscale, self.blur, self.solarize]
         return [p for p in parts if p is not None]
 
-    def call(self, images, training=True):
+    def call(self, images, training=True, sizes=None, cropped=False):
+        """One view of each image.
+
+        Args:
+            images: `(B, H, W, 3)` images.
+            training: augment; otherwise the crop's evaluation view.
+            sizes: None, or int `(B, 2)`: each image's `(height, width)` on
+                a padded canvas (aspect-kept images): the crop's box is
+                drawn in each image's own geometry (see `RandomResizedCrop`).
+            cropped: the images are crops already (made on CPU workers by
+                `train.input: stream`, see `crop_boxes`): every stage but
+                the crop.
+        """
         images = to_float_images(images, self.name, self.channels)
         if not training:
-            return self.crop(images, training=False)
-        return self.augment(images)
+            return self.crop(images, training=False, sizes=sizes)
+        return self.augment(images, sizes, cropped)
 
-    def augment(self, images):
+    def augment(self, images, sizes=None, cropped=False):
         # Every stage's random draws first (each stage has its own seed
         # generator, so the numbers are those of stage-by-stage draws), then
         # the image ops as one stretch without draws: one graph when
@@ -172,14 +184,39 @@ class SimCLRAugment(Augmenter):
         shape = tuple(images.shape)
         params = []
         for stage in self.stages:
-            params.append(stage.sample(batch, shape))
+            if stage is self.crop and cropped:
+                params.append(None)
+                continue
+            if stage is self.crop and sizes is not None:
+                stage.check_fixed_size(images)
+                params.append(stage.sample(batch, shape, sizes))
+            else:
+                params.append(stage.sample(batch, shape))
             shape = tuple(stage.compute_output_shape(shape))
         return torch_speed.apply_stages(self, images, params)
 
     def apply(self, images, params):
         for stage, stage_params in zip(self.stages, params):
+            if stage is self.crop and stage_params is None:
+                continue  # cropped on the CPU workers already
             images = stage.apply(images, stage_params)
         return images
+
+    def crop_boxes(self, rng, count, height, width):
+        """`count` crop boxes of one `height` x `width` image, drawn with the
+        NumPy generator `rng` as this augmenter's crop draws them on the
+        device: see `RandomResizedCrop.boxes`."""
+        return self.crop.boxes(rng, count, height, width)
+
+    @property
+    def crop_size(self):
+        """The side of the crops, or None when the crop keeps the input's."""
+        return self.size
+
+    @property
+    def crop_interpolation(self):
+        """How the crops are resized: `bicubic` or `bilinear`."""
+        return self.settings["interpolation"]
 
     def compute_output_shape(self, input_shape):
         return self.crop.compute_output_shape(input_shape)

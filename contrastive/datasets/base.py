@@ -16,48 +16,79 @@ class Arrays:
         labels: int array of shape `(N,)`, or None when unlabelled.
         class_names: the names of the label values, when known.
         skipped: the unreadable files left out, each with its error.
+        sizes: None when every image fills `images`' `(H, W)`; else int32
+            `(N, 2)`, each image's `(height, width)` at the top left of the
+            zero-padded canvas `images` (images kept at their own aspect
+            ratio, see `contrastive.datasets.aspect`).
+        view_size: with `sizes`, the side of the deterministic square view
+            of each image that `batches` yields (evaluation).
     """
 
     images: np.ndarray
     labels: np.ndarray | None = None
     class_names: tuple = ()
     skipped: tuple = ()
+    sizes: np.ndarray | None = None
+    view_size: int | None = None
 
     def __len__(self):
         return len(self.images)
 
     @property
     def image_shape(self):
-        """`(H, W, C)` of every image."""
+        """`(H, W, C)` of every image (of every view, with `sizes`)."""
+        if self.sizes is not None:
+            return (self.view_size, self.view_size, self.images.shape[-1])
         return tuple(self.images.shape[1:])
 
     def take(self, indices):
         """Returns the subset at `indices`."""
         labels = None if self.labels is None else self.labels[indices]
-        return Arrays(self.images[indices], labels, self.class_names)
+        sizes = None if self.sizes is None else self.sizes[indices]
+        return Arrays(self.images[indices], labels, self.class_names, sizes=sizes,
+                      view_size=self.view_size)
 
     def batches(self, batch_size=256):
         """Yields the images in order, as uint8 batches of at most
-        `batch_size`."""
+        `batch_size`; with `sizes`, the centred evaluation view of each
+        (`contrastive.datasets.aspect.centre_views`), never the canvas."""
+        from contrastive.datasets.aspect import centre_views
+
         for start in range(0, len(self.images), batch_size):
-            yield self.images[start:start + batch_size]
+            images = self.images[start:start + batch_size]
+            if self.sizes is not None:
+                images = centre_views(images, self.sizes[start:start + batch_size],
+                                      self.view_size)
+            yield images
 
     def in_memory(self):
         """These `Arrays` (already decoded)."""
         return self
 
+    def views(self):
+        """Every image as evaluation sees it, uint8 `(N, H, W, C)`: `images`,
+        or with `sizes` the centred view of each (see `batches`)."""
+        if self.sizes is None:
+            return self.images
+        return np.concatenate(list(self.batches()))
+
 
 @dataclasses.dataclass
 class Files:
     """Image files read as they are needed, each decoded to RGB and resized
-    to `size` x `size`.
+    to `size` x `size`, or, with `stored_side`, kept at its aspect ratio.
 
     Attributes:
         paths: the readable image files, in a fixed order.
         labels: int array of shape `(N,)`, or None when unlabelled.
-        size: the side of the decoded images, in pixels.
+        size: the side of the decoded images (of the crops and evaluation
+            views, with `stored_side`), in pixels.
         class_names: the names of the label values, when known.
         skipped: the unreadable files left out, each with its error.
+        stored_side: None squashes every image to `size` x `size`; else
+            images keep their aspect ratio: streaming training crops each
+            decoded original, evaluation takes its centred view, and
+            `in_memory` stores it with this shorter side.
     """
 
     paths: tuple
@@ -65,6 +96,7 @@ class Files:
     size: int
     class_names: tuple = ()
     skipped: tuple = ()
+    stored_side: int | None = None
 
     def __len__(self):
         return len(self.paths)
@@ -77,11 +109,13 @@ class Files:
     def take(self, indices):
         """Returns the subset at `indices`."""
         labels = None if self.labels is None else self.labels[indices]
-        return Files(tuple(self.paths[i] for i in indices), labels, self.size, self.class_names)
+        return Files(tuple(self.paths[i] for i in indices), labels, self.size, self.class_names,
+                     stored_side=self.stored_side)
 
     def batches(self, batch_size=256):
         """Yields the decoded images in order, as uint8 batches of at most
-        `batch_size` (decoded on CPU workers as they are needed)."""
+        `batch_size` (decoded on CPU workers as they are needed); with
+        `stored_side`, the centred evaluation view of each."""
         from contrastive.datasets.decode import file_batches
 
         yield from file_batches(self, batch_size)
@@ -94,8 +128,10 @@ class Files:
 
     @property
     def nbytes(self):
-        """The memory the decoded images would take as uint8."""
-        return len(self.paths) * self.size * self.size * 3
+        """The memory the decoded images would take as uint8 (about, for
+        aspect-kept images: the canvas depends on their shapes)."""
+        side = self.stored_side or self.size
+        return len(self.paths) * side * side * 3
 
 
 class Dataset:

@@ -29,25 +29,31 @@ def fingerprint(sources, settings):
 
 
 def load(key):
-    """Returns `(images, labels, class_names)` cached under `key`, or None."""
+    """Returns `(images, labels, class_names, sizes)` cached under `key`
+    (`sizes` None unless stored), or None."""
     path = cache_dir() / f"{key}.npz"
     if not path.exists():
         return None
     try:
         with np.load(path, allow_pickle=False) as data:
-            return data["images"], data["labels"], tuple(str(c) for c in data["class_names"])
+            sizes = data["sizes"] if "sizes" in data.files else None
+            return (data["images"], data["labels"], tuple(str(c) for c in data["class_names"]),
+                    sizes)
     except (OSError, ValueError, KeyError):
         return None
 
 
-def store(key, images, labels, class_names):
+def store(key, images, labels, class_names, sizes=None):
     """Writes an entry through a temporary file and a rename; a cache that
-    cannot be written is skipped silently (it only saves time)."""
+    cannot be written is skipped silently (it only saves time). `sizes`:
+    the images' own sizes on a padded canvas, if any."""
     folder = cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{key}.{os.getpid()}.tmp.npz"
-        np.savez(tmp, images=images, labels=labels, class_names=np.array(class_names, dtype=str))
+        extra = {} if sizes is None else {"sizes": sizes}
+        np.savez(tmp, images=images, labels=labels, class_names=np.array(class_names, dtype=str),
+                 **extra)
         os.replace(tmp, folder / f"{key}.npz")
     except OSError:
         pass

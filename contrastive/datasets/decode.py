@@ -43,6 +43,62 @@ def decode_contents(contents, size):
     return tf.ensure_shape(image, (size, size, 3))
 
 
+def decode_original(path):
+    """Reads and decodes one JPEG or PNG file to uint8 `(h, w, 3)`, at its
+    own size."""
+    tf = tf_module()
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    return tf.ensure_shape(image, (None, None, 3))
+
+
+def decode_stored(path, side, max_aspect=None):
+    """Reads and decodes one file, resized (bilinear, antialiased) so that
+    its shorter side is `side`, its aspect ratio kept (see
+    `contrastive.datasets.aspect.stored_shape`)."""
+    from contrastive.datasets.aspect import MAX_ASPECT
+
+    tf = tf_module()
+    image = decode_original(path)
+    shape = tf.cast(tf.shape(image)[:2], tf.float64)
+    max_aspect = MAX_ASPECT if max_aspect is None else max_aspect
+    scale = tf.minimum(side / tf.reduce_min(shape), max_aspect * side / tf.reduce_max(shape))
+    # Python's round (half to even) as `stored_shape` does, on float64.
+    target = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), 1)
+    resized = tf.image.resize(image, target, method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
+def crop_and_resize(image, box, size, interpolation="bicubic"):
+    """The crop `box` (`[y0, x0, h, w]`) of one uint8 image, resized to
+    `size` x `size` with half-pixel centres and no antialiasing (what
+    `contrastive.augmenters.crop.apply_crop` computes on the device), as
+    uint8."""
+    tf = tf_module()
+    crop = tf.image.crop_to_bounding_box(image, box[0], box[1], box[2], box[3])
+    resized = tf.image.resize(tf.cast(crop, tf.float32), (size, size), method=interpolation,
+                              antialias=False)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
+def centre_box(image):
+    """`contrastive.augmenters.crop.centre_boxes` of one image, in TF."""
+    from contrastive.augmenters.crop import CENTRE_PROPORTION
+
+    tf = tf_module()
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    side = tf.maximum(tf.round(CENTRE_PROPORTION * tf.reduce_min(shape)), 1.0)
+    offsets = tf.floor((shape - side + 1) / 2)
+    return tf.cast(tf.stack([offsets[0], offsets[1], side, side]), tf.int32)
+
+
+def decode_view(path, size, side):
+    """The deterministic evaluation view of one aspect-kept image: stored
+    with shorter side `side` (`decode_stored`), then its centred box
+    (`centre_box`) resized to `size` x `size` (bicubic), as in memory."""
+    image = decode_stored(path, side)
+    return crop_and_resize(image, centre_box(image), size)
+
+
 def unreadable(paths, size):
     """The files of `paths` that `decode` cannot read, as `[path, error]`
     pairs, found by decoding every file once on a thread pool."""
@@ -75,21 +131,39 @@ def decode_all(files):
     from contrastive.evaluation.progress import Progress
 
     progress = Progress(f"decoding {len(files)} images", len(files), None, unit_name="image")
-    batches = []
-    for batch in file_batches(files):
-        batches.append(batch)
-        progress.add(len(batch))
-    return Arrays(np.concatenate(batches), files.labels, files.class_names)
+    if files.stored_side is None:
+        batches = []
+        for batch in file_batches(files):
+            batches.append(batch)
+            progress.add(len(batch))
+        return Arrays(np.concatenate(batches), files.labels, files.class_names)
+    from contrastive.datasets.aspect import pad_to_canvas
+
+    tf = tf_module()
+    dataset = tf.data.Dataset.from_tensor_slices([str(p) for p in files.paths]).map(
+        lambda path: decode_stored(path, files.stored_side),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    images = []
+    for image in dataset.as_numpy_iterator():
+        images.append(image)
+        progress.add(1)
+    canvas, sizes = pad_to_canvas(images)
+    return Arrays(canvas, files.labels, files.class_names, sizes=sizes, view_size=files.size)
 
 
 def file_batches(files, batch_size=256):
     """Yields the decoded images of `files` in order, as uint8 NumPy batches
     of at most `batch_size`."""
     tf = tf_module()
+
+    def load(path):
+        if files.stored_side is None:
+            return decode(path, files.size)
+        return decode_view(path, files.size, files.stored_side)
+
     dataset = (
         tf.data.Dataset.from_tensor_slices([str(p) for p in files.paths])
-        .map(lambda path: decode(path, files.size), num_parallel_calls=tf.data.AUTOTUNE,
-             deterministic=True)
+        .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )

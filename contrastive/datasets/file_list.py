@@ -29,6 +29,9 @@ class FileList(ImageFolder):
         test_path: the list of held-out images (split `test`).
         on_error: what to do with unreadable files.
         cache: keep the decoded images (see `image_folder`).
+        keep_aspect: keep each image's aspect ratio (see `image_folder`).
+        stored_side: the shorter side of stored aspect-kept images (see
+            `image_folder`).
     """
 
     def __init__(
@@ -38,8 +41,11 @@ class FileList(ImageFolder):
         test_path: str | None = None,
         on_error: Literal["skip", "fail"] = "skip",
         cache: bool = True,
+        keep_aspect: bool = False,
+        stored_side: PositiveInt | None = None,
     ):
-        super().__init__(path, size=size, test_path=test_path, on_error=on_error, cache=cache)
+        super().__init__(path, size=size, test_path=test_path, on_error=on_error, cache=cache,
+                         keep_aspect=keep_aspect, stored_side=stored_side)
 
     def count(self, split="train"):
         self.check_split(split)
@@ -56,7 +62,8 @@ class FileList(ImageFolder):
             keep = [i for i, item in enumerate(paths) if str(item) not in dropped]
             paths, names = [paths[i] for i in keep], [names[i] for i in keep]
         labels, classes = class_labels(names, self.labels, self._list(split))
-        return Files(tuple(paths), labels, self.size, classes, skipped=tuple(bad))
+        return Files(tuple(paths), labels, self.size, classes, skipped=tuple(bad),
+                     stored_side=self.stored_side)
 
     def _list(self, split):
         root = pathlib.Path(self.test_path if split == "test" else self.path)

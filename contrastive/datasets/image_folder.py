@@ -13,6 +13,12 @@ import numpy as np
 from PIL import Image
 
 from contrastive.datasets import cache
+from contrastive.datasets.aspect import (
+    MAX_ASPECT,
+    default_stored_side,
+    pad_to_canvas,
+    stored_shape,
+)
 from contrastive.datasets.base import Arrays, Dataset, Files
 from contrastive.errors import DataError
 from contrastive.registry import register
@@ -51,6 +57,19 @@ class ImageFolder(Dataset):
             When training streams the files (`train.input: stream`), the
             list of unreadable files is kept instead, and an archive is
             extracted there once.
+        keep_aspect: keep each image's aspect ratio instead of squashing it
+            to a square: in memory (`train.input: memory`, `device`) each is
+            stored with its shorter side `stored_side` (the longer side at
+            most 3 times that; a wider image is stored smaller) on a padded
+            canvas with its own `(height, width)` (`Arrays.sizes`), and the
+            random resized crop draws its box in the image's own geometry
+            and resizes only the crop to `size`; `stream` crops each decoded
+            original on its CPU workers. Evaluation takes the centred square
+            of 0.875 of the shorter side, resized to `size` (the official
+            evaluation crop).
+        stored_side: the shorter side of stored aspect-kept images;
+            default `size / 0.875` (256 for 224), so that the evaluation
+            view needs no resizing.
     """
 
     def __init__(
@@ -62,8 +81,19 @@ class ImageFolder(Dataset):
         on_error: Literal["skip", "fail"] = "skip",
         labels: Literal["auto", "folders", "none"] = "auto",
         cache: bool = True,
+        keep_aspect: bool = False,
+        stored_side: PositiveInt | None = None,
     ):
         self.path = path
+        if stored_side is not None and not keep_aspect:
+            raise ValueError(
+                f"stored_side: expected keep_aspect: true with it, received stored_side="
+                f"{stored_side} and keep_aspect: false"
+            )
+        self.keep_aspect = keep_aspect
+        self.stored_side = None
+        if keep_aspect:
+            self.stored_side = stored_side or default_stored_side(size)
         self.labels = labels
         self.size = size
         self.test_path = test_path
@@ -79,17 +109,21 @@ class ImageFolder(Dataset):
             raise DataError(f"{root}: no such file or folder")
         key = None
         if self.cache:
-            key = cache.fingerprint(
-                self._sources(root),
-                {"size": self.size, "limit": self.limit_per_class, "format": 1},
-            )
+            settings = {"size": self.size, "limit": self.limit_per_class, "format": 1}
+            if self.keep_aspect:
+                settings.update(stored_side=self.stored_side, max_aspect=MAX_ASPECT)
+            key = cache.fingerprint(self._sources(root), settings)
             hit = cache.load(key)
-            if hit is not None:
-                return Arrays(*hit)
+            if hit is not None and (hit[3] is not None) == self.keep_aspect:
+                return Arrays(*hit[:3], sizes=hit[3], view_size=self._view_size)
         arrays = self._read(root)
         if key is not None and not arrays.skipped:
-            cache.store(key, arrays.images, arrays.labels, arrays.class_names)
+            cache.store(key, arrays.images, arrays.labels, arrays.class_names, arrays.sizes)
         return arrays
+
+    @property
+    def _view_size(self):
+        return self.size if self.keep_aspect else None
 
     def count(self, split="train"):
         self.check_split(split)
@@ -144,7 +178,8 @@ class ImageFolder(Dataset):
                 raise DataError(f"{root}: none of the images could be read")
         labels, classes = class_labels([_class_of(item, base) for item in items], self.labels,
                                        root)
-        return Files(tuple(items), labels, self.size, classes, skipped=tuple(bad))
+        return Files(tuple(items), labels, self.size, classes, skipped=tuple(bad),
+                     stored_side=self.stored_side)
 
     def _unreadable(self, items):
         from contrastive.datasets.decode import unreadable
@@ -217,8 +252,13 @@ class ImageFolder(Dataset):
             try:
                 with Image.open(io.BytesIO(read(key))) as image:
                     image = image.convert("RGB")
-                    if image.size != (self.size, self.size):
-                        image = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
+                    target = (self.size, self.size)
+                    if self.keep_aspect:
+                        height, width = stored_shape(image.height, image.width,
+                                                     self.stored_side)
+                        target = (width, height)
+                    if image.size != target:
+                        image = image.resize(target, Image.Resampling.BILINEAR)
                     return np.asarray(image, dtype=np.uint8), None
             except Exception as exc:  # noqa: BLE001 (any undecodable file)
                 return None, f"{shown} ({_reason(exc)})"
@@ -239,8 +279,12 @@ class ImageFolder(Dataset):
         keep = [i for i, (image, _) in enumerate(decoded) if image is not None]
         if not keep:
             raise DataError(f"{root}: none of the {len(named)} images could be read")
-        images = np.stack([decoded[i][0] for i in keep])
         labels, classes = class_labels([named[i][1] for i in keep], self.labels, root)
+        if self.keep_aspect:
+            images, sizes = pad_to_canvas([decoded[i][0] for i in keep])
+            return Arrays(images, labels, classes, skipped=tuple(bad), sizes=sizes,
+                          view_size=self.size)
+        images = np.stack([decoded[i][0] for i in keep])
         return Arrays(images, labels, classes, skipped=tuple(bad))
 
 

@@ -83,7 +83,7 @@ def finetune_accuracy(encoder, train, test, fraction=0.1, epochs=30, learning_ra
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     subset = train.take(index).in_memory()
-    x, y = subset.images, subset.labels
+    x, y = subset.views(), subset.labels
     model.fit(x, y, epochs=epochs, batch_size=min(batch_size, len(x)), verbose=0,
               callbacks=[torch_speed.callback(), EpochProgress("fine-tuning", epochs, verbose)])
     logits = np.concatenate([model.predict_on_batch(batch) for batch in test.batches(256)])

@@ -20,7 +20,8 @@ What a method writes:
   the method gathers across replicas (call `super().connect` first).
 
 `Method` supplies the rest: the images from `x` (`images`), two augmented
-views (`two_views`), the online linear probe on stop-gradient h, `gather`
+views (`two_views`), one deterministic view for inference (`view`), the
+online linear probe on stop-gradient h, `gather`
 (every replica's rows), `compute_loss` and the config of the parts.
 """
 
@@ -104,14 +105,60 @@ class Method(keras.Model):
     # What the base supplies ----------------------------------------------
 
     def images(self, x):
-        """The float32 images in [0, 1] of what `fit` gives."""
-        return to_unit_float(x if self.input_layer is None else self.input_layer(x))
+        """The float32 images in [0, 1] of what `fit` gives.
+
+        Images kept at their aspect ratio come as a dict, returned with its
+        images as float: `{"images": canvas, "sizes": (B, 2)}` (each
+        image's height and width on a padded canvas, from the `memory` and
+        `device` inputs), or `{"views": (B, 2, H, W, C)}` (two crops of each
+        image made on CPU workers by the `stream` input). Pass the result
+        on to `two_views` or `view`, which know both forms.
+        """
+        x = x if self.input_layer is None else self.input_layer(x)
+        if isinstance(x, dict):
+            return {key: value if key == "sizes" else to_unit_float(value)
+                    for key, value in x.items()}
+        return to_unit_float(x)
 
     def two_views(self, images):
-        """Two independently augmented views of every image."""
+        """Two independently augmented views of every image (of `images`'
+        result)."""
+        if isinstance(images, dict):
+            return self._two_sized_views(images)
         if self.augmenter is None:
             return images, images
         return self.augmenter(images, training=True), self.augmenter(images, training=True)
+
+    def _two_sized_views(self, images):
+        if "views" in images:
+            first, second = images["views"][:, 0], images["views"][:, 1]
+            if self.augmenter is None:
+                return first, second
+            return (self.augmenter(first, training=True, cropped=True),
+                    self.augmenter(second, training=True, cropped=True))
+        self._check_crops()
+        canvas, sizes = images["images"], images["sizes"]
+        return (self.augmenter(canvas, training=True, sizes=sizes),
+                self.augmenter(canvas, training=True, sizes=sizes))
+
+    def view(self, images):
+        """One deterministic view of every image (of `images`' result),
+        for inference: the images themselves, or for aspect-kept images the
+        augmenter's evaluation view (a centred crop of each image's own
+        region)."""
+        if not isinstance(images, dict):
+            return images
+        if "views" in images:
+            return images["views"][:, 0]
+        self._check_crops()
+        return self.augmenter(images["images"], training=False, sizes=images["sizes"])
+
+    def _check_crops(self):
+        if self.augmenter is None:
+            raise ValueError(
+                "augment: expected an augmenter that crops (such as simclr) for images "
+                "kept at their aspect ratio, received none"
+            )
 
     def probe_logits(self, h):
         """The online probe's logits of stop-gradient `h`, or None."""

@@ -24,7 +24,8 @@ class SimCLR(Method):
 
     Call arguments:
         x: uint8 (0..255) or float (0..1) images, NHWC, or what
-            `input_layer` takes.
+            `input_layer` takes (or an aspect-kept dict, see
+            `Method.images`).
         training: make views and update batch-norm statistics.
 
     Returns:
@@ -44,8 +45,7 @@ class SimCLR(Method):
 
     def call(self, x, training=False):
         x = self.images(x)
-        if training:
-            x = ops.concatenate(self.two_views(x), axis=0)
+        x = ops.concatenate(self.two_views(x), axis=0) if training else self.view(x)
         h = self.encoder(x, training=training)
         z = self.head(h, training=training)
         outputs = {"h": h, "z": z}
@@ -55,7 +55,7 @@ class SimCLR(Method):
 
     def represent(self, images):
         """Returns h for `images`, in inference mode (no augmentation)."""
-        return self.encoder(self.images(images), training=False)
+        return self.encoder(self.view(self.images(images)), training=False)
 
     def objective(self, outputs):
         z_a, z_b = _halves(outputs["z"])

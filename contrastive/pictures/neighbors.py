@@ -95,12 +95,13 @@ def write_neighbors(run, out, n=8, k=5, sample="first", seed=0, data=None, verbo
     query_h = features_of(encoder, queries, verbose=verbose, title="h of the query images")
     sims, indices = nearest_neighbors(train_h, query_h, k)
     found = train.take(indices.reshape(-1)).in_memory()
-    images = found.images.reshape(indices.shape + found.images.shape[1:])
+    found_images = found.views()
+    images = found_images.reshape(indices.shape + found_images.shape[1:])
     names = train.class_names or test.class_names
     titles = [[f"{s:.3f}" + _label(found.labels, r * indices.shape[1] + c, names)
                for c, s in enumerate(row)] for r, row in enumerate(sims)]
     query_titles = ["query" + _label(queries.labels, r, names) for r in range(len(picked))]
-    save(neighbors_figure(queries.images, images, query_titles, titles), out)
+    save(neighbors_figure(queries.views(), images, query_titles, titles), out)
     return {"queries": picked, "neighbors": indices, "similarities": sims}
 
 

@@ -45,11 +45,14 @@ def build_parts(spec):
     keras.config.set_dtype_policy(spec.train.precision)
     dataset = build("datasets", spec.data, "data")
     train = spec.train
-    data_input = training_input(dataset, train.input, train.batch_size, spec.seed,
-                                train.steps_per_epoch, with_labels=train.probe)
     augmenter = None
     if spec.augment is not None:
         augmenter = build("augmenters", spec.augment, "augment", {"seed": spec.seed})
+    if getattr(dataset, "keep_aspect", False):
+        check_crops(augmenter)
+    data_input = training_input(dataset, train.input, train.batch_size, spec.seed,
+                                train.steps_per_epoch, with_labels=train.probe,
+                                augmenter=augmenter)
     return Parts(
         dataset=dataset,
         input=data_input,
@@ -58,6 +61,27 @@ def build_parts(spec):
         head=build("heads", spec.head, "head"),
         loss=build("losses", spec.loss, "loss"),
     )
+
+
+def check_crops(augmenter):
+    """Checks that `augmenter` crops images kept at their aspect ratio to a
+    fixed size (`crop_boxes` and `crop_size`, as `simclr` has).
+
+    Raises:
+        SpecError: it does not.
+    """
+    if augmenter is None or not hasattr(augmenter, "crop_boxes"):
+        raise SpecError(
+            "expected an augmenter that crops (such as simclr) for images kept at their "
+            f"aspect ratio (data.keep_aspect), received {type(augmenter).__name__}",
+            "augment",
+        )
+    if augmenter.crop_size is None:
+        raise SpecError(
+            "expected the side of the crops for images kept at their aspect ratio "
+            "(data.keep_aspect), received none",
+            "augment.size",
+        )
 
 
 def base_learning_rate(spec):

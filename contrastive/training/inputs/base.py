@@ -31,6 +31,9 @@ class TrainingInput:
     What `x` is depends on the mode: uint8 images `(B, H, W, C)`, or, for
     `device`, the batch's indices, which the layer of `input_layer()` (the
     model's documented `input_layer` hook) turns into images on the device.
+    Images kept at their aspect ratio (`Arrays.sizes`, `Files.stored_side`)
+    reach the model as a dict (see `Method.images`): `{"images", "sizes"}`
+    (`memory`, `device`), `{"views"}`, two crops per image (`stream`).
 
     Args:
         data: the training split: `Arrays` (memory, device) or `Files`
@@ -39,11 +42,14 @@ class TrainingInput:
         seed: the shuffling seed.
         steps_per_epoch: batches per epoch; default every full batch.
         with_labels: give `fit` the labels too (`data.labels` must exist).
+        augmenter: the run's augmenter; `stream` draws the crops of
+            aspect-kept images with it (`crop_boxes`) on its CPU workers.
     """
 
     mode = None
 
-    def __init__(self, data, batch_size, seed, steps_per_epoch=None, with_labels=False):
+    def __init__(self, data, batch_size, seed, steps_per_epoch=None, with_labels=False,
+                 augmenter=None):
         if batch_size > len(data):
             raise ValueError(
                 f"batch_size: expected at most the {len(data)} training images, "
@@ -56,6 +62,7 @@ class TrainingInput:
         self.seed = seed
         self.steps_per_epoch = steps_per_epoch or len(data) // batch_size
         self.with_labels = with_labels
+        self.augmenter = augmenter
 
     def __len__(self):
         return len(self.data)
@@ -97,4 +104,9 @@ class TrainingInput:
 
     def example(self, count=2):
         """An `x` of `count` rows in the form `fit` gives, to build a model."""
+        sizes = getattr(self.data, "sizes", None)
+        if sizes is not None:
+            canvas = self.data.images.shape[1:]
+            return {"images": np.zeros((count, *canvas), np.uint8),
+                    "sizes": np.tile(np.asarray(canvas[:2], np.int32), (count, 1))}
         return np.zeros((count, *self.image_shape), np.uint8)

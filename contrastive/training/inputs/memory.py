@@ -25,9 +25,11 @@ class ShuffledBatches(keras.utils.PyDataset):
         seed: the shuffling seed.
         steps_per_epoch: batches per epoch.
         first_epoch: the epoch whose order the first pass uses.
+        form: turns the tuple of a batch's rows into what the batch is
+            (default: the tuple).
     """
 
-    def __init__(self, arrays, batch_size, seed, steps_per_epoch, first_epoch=0):
+    def __init__(self, arrays, batch_size, seed, steps_per_epoch, first_epoch=0, form=None):
         super().__init__()
         self.arrays = tuple(arrays)
         self.batch_size = batch_size
@@ -36,6 +38,7 @@ class ShuffledBatches(keras.utils.PyDataset):
         self.epoch = first_epoch
         self._order = None
         self._order_epoch = None
+        self.form = form or tuple
 
     def __len__(self):
         return self.steps
@@ -46,7 +49,7 @@ class ShuffledBatches(keras.utils.PyDataset):
                                       self.seed, self.epoch)
             self._order_epoch = self.epoch
         picks = self._order[index]
-        return tuple(array[picks] for array in self.arrays)
+        return self.form(tuple(array[picks] for array in self.arrays))
 
     def follow(self):
         """A callback that sets `epoch` to the epoch `fit` begins."""
@@ -73,10 +76,20 @@ class MemoryInput(TrainingInput):
         arrays = self._rows()
         if self.with_labels:
             arrays = (*arrays, np.asarray(self.data.labels, np.int32))
-        self._batches = ShuffledBatches(arrays, self.batch_size, self.seed, self.steps_per_epoch)
+        self._batches = ShuffledBatches(arrays, self.batch_size, self.seed, self.steps_per_epoch,
+                                        form=self._form)
 
     def _rows(self):
+        if self.data.sizes is not None:
+            return (self.data.images, self.data.sizes)
         return (self.data.images,)
+
+    def _form(self, rows):
+        """`(x,)` or `(x, labels)` from a batch's rows: aspect-kept images
+        as `{"images", "sizes"}` (see `TrainingInput`)."""
+        if self.data.sizes is None:
+            return rows
+        return ({"images": rows[0], "sizes": rows[1]}, *rows[2:])
 
     def fit_arguments(self, first_epoch, epochs):
         self._batches.epoch = first_epoch

@@ -63,7 +63,7 @@ class StreamSkips:
         def strip(images, labels, epochs, positions):
             done = tf.numpy_function(self.note, [epochs, positions], tf.int64, stateful=True)
             with tf.control_dependencies([done]):
-                images = tf.identity(images)
+                images = tf.nest.map_structure(tf.identity, images)
             return (images, labels) if with_labels else (images,)
 
         return strip

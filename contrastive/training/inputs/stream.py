@@ -4,7 +4,13 @@ Works with every Keras backend, and needs tensorflow installed."""
 
 import numpy as np
 
-from contrastive.datasets.decode import decode, decode_contents, tf_module
+from contrastive.datasets.decode import (
+    crop_and_resize,
+    decode,
+    decode_contents,
+    decode_original,
+    tf_module,
+)
 from contrastive.datasets.shards import Shards
 from contrastive.training.inputs.base import TrainingInput
 from contrastive.training.inputs.skips import StreamSkips
@@ -22,6 +28,14 @@ class StreamInput(TrainingInput):
     next candidate (after the epoch's order, a spare permutation drawn from
     `(seed, epoch)`), so every batch stays full.
 
+    Images kept at their aspect ratio (`Files.stored_side`) are cropped on
+    the CPU workers, as the official SimCLR pipeline does: each decoded
+    original gets two boxes drawn by the augmenter's crop sampler
+    (`crop_boxes`) from a generator seeded by `(seed, epoch, index)` (so a
+    resumed run draws the same crops), each resized to the crop size; the
+    model receives `{"views": (B, 2, size, size, 3)}` and its augmenter
+    skips its own crop.
+
     Args:
         data: the `Files` or `Shards` to stream.
         (the others as `TrainingInput`.)
@@ -33,13 +47,40 @@ class StreamInput(TrainingInput):
         super().__init__(*args, **kwargs)
         self.streamed_skips = StreamSkips(self._name_of)
         self._streamed = {}
+        if self.crops and not hasattr(self.augmenter, "crop_boxes"):
+            raise ValueError(
+                "augment: expected an augmenter that crops on CPU workers (with "
+                "`crop_boxes`, such as simclr) to stream images kept at their aspect "
+                f"ratio, received {type(self.augmenter).__name__}"
+            )
 
     @property
     def skipped(self):
         return (*super().skipped, *self.streamed_skips.names)
 
+    @property
+    def crops(self):
+        """Whether the workers crop (aspect-kept images)."""
+        return getattr(self.data, "stored_side", None) is not None
+
+    @property
+    def crop_size(self):
+        return getattr(self.augmenter, "crop_size", None) or self.data.size
+
     def fit_arguments(self, first_epoch, epochs):
         return {"x": self.dataset(first_epoch, epochs), "steps_per_epoch": self.steps_per_epoch}
+
+    def example(self, count=2):
+        if not self.crops:
+            return super().example(count)
+        return {"views": np.zeros((count, 2, self.crop_size, self.crop_size, 3), np.uint8)}
+
+    def boxes(self, epoch, index, height, width):
+        """The two crop boxes `(2, 4)` of image `index` (`height` x `width`)
+        in `epoch`."""
+        rng = np.random.default_rng([self.seed, int(epoch), int(index)])
+        boxes = self.augmenter.crop_boxes(rng, 2, int(height), int(width))
+        return np.asarray(boxes, np.int32)
 
     def dataset(self, first_epoch, epochs):
         """The batches of epochs `first_epoch .. epochs - 1`, one after the
@@ -84,7 +125,12 @@ class StreamInput(TrainingInput):
         count = tf.shape(indices, out_type=tf.int64)[0]
 
         def load(index, epoch, position):
-            return decode(tf.gather(paths, index), self.data.size), index, epoch, position
+            path = tf.gather(paths, index)
+            if self.crops:
+                image = self.crop_views(decode_original(path), epoch, index)
+            else:
+                image = decode(path, self.data.size)
+            return image, index, epoch, position
 
         return (
             tf.data.Dataset.from_tensor_slices((indices, tf.fill([count], epoch),
@@ -117,3 +163,14 @@ class StreamInput(TrainingInput):
         if isinstance(self.data, Shards):
             return self.data.name(self._streamed[epoch][position])
         return str(self.data.paths[self.candidates(epoch)[position]])
+
+    def crop_views(self, image, epoch, index):
+        """`{"views": (2, size, size, 3)}`: two crops of one decoded image."""
+        tf = tf_module()
+        shape = tf.shape(image)
+        boxes = tf.numpy_function(self.boxes, [epoch, index, shape[0], shape[1]], tf.int32)
+        boxes = tf.ensure_shape(boxes, (2, 4))
+        size = self.crop_size
+        interpolation = getattr(self.augmenter, "crop_interpolation", "bicubic")
+        views = [crop_and_resize(image, boxes[i], size, interpolation) for i in range(2)]
+        return {"views": tf.ensure_shape(tf.stack(views), (2, size, size, 3))}
