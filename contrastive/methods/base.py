@@ -90,8 +90,13 @@ class Method(keras.Model):
         # not exported under `keras.backend`.
         from keras.src.backend import compute_output_spec
 
-        dtype = "int32" if self.input_layer is not None else "float32"
-        return compute_output_spec(fn, keras.KerasTensor(input_shape, dtype=dtype))
+        if isinstance(input_shape, dict):  # aspect-kept images, see `images`
+            x = {key: keras.KerasTensor(shape, dtype="int32" if key == "sizes" else "float32")
+                 for key, shape in input_shape.items()}
+        else:
+            dtype = "int32" if self.input_layer is not None else "float32"
+            x = keras.KerasTensor(input_shape, dtype=dtype)
+        return compute_output_spec(fn, x)
 
     # What subclasses write ------------------------------------------------
 

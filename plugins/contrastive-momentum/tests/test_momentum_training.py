@@ -101,6 +101,33 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(arrays, tmp_path, met
         np.testing.assert_allclose(ours[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.parametrize("mode", ["memory", "device", "stream"])
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_images_kept_at_their_aspect_ratio_train(tmp_path, method, mode):
+    from PIL import Image
+
+    if mode == "stream":
+        pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(0)
+    for i, (width, height) in enumerate([(40, 30), (20, 60), (30, 30), (50, 25)] * 2):
+        pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / f"{i}.png")
+    data = {
+        "seed": 1,
+        "data": {"name": "image_folder", "path": str(tmp_path), "size": 16, "cache": False,
+                 "keep_aspect": True},
+        "augment": {"name": "simclr", "preset": "cifar10", "size": 16},
+        "encoder": {"name": "small_cnn", "widths": [4]},
+        "head": {"name": "mlp", "output_dim": 4},
+        "method": {"name": method, **METHODS[method], **({"queue_size": 8}
+                                                        if method == "moco_v2" else {})},
+        "train": {"batch_size": 4, "epochs": 1, "verbose": 0, "input": mode},
+        "output": {"tensorboard": False, "plot": False},
+    }
+    run = contrastive.train(data, out=tmp_path / "run", log=lambda line: None)
+    assert np.isfinite(run.results["final_loss"])
+
+
 SCRIPT = """
 import json, sys
 sys.path.insert(0, {src!r})

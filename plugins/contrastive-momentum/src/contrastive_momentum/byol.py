@@ -98,7 +98,7 @@ class BYOL(Method):
 
     def build(self, input_shape):
         def forward(x):
-            images = self.images(x)
+            images = self.view(self.images(x))
             self.predictor(self.head(self.encoder(images)))
             return self.target_head(self.target_encoder(images))
 
@@ -108,7 +108,7 @@ class BYOL(Method):
     def call(self, x, training=False):
         images = self.images(x)
         if not training:
-            h = self.encoder(images, training=False)
+            h = self.encoder(self.view(images), training=False)
             return self._with_probe({"h": h}, h)
         views = ops.concatenate(self.two_views(images), axis=0)
         h = self.encoder(views, training=True)

@@ -90,7 +90,7 @@ class MoCoV2(Method):
 
     def build(self, input_shape):
         def forward(x):  # builds both networks; the keys' width sizes the queue
-            images = self.images(x)
+            images = self.view(self.images(x))
             self.head(self.encoder(images))
             return self._keys(images, training=False)
 
@@ -103,7 +103,7 @@ class MoCoV2(Method):
     def call(self, x, training=False):
         images = self.images(x)
         if not training:
-            h = self.encoder(images, training=False)
+            h = self.encoder(self.view(images), training=False)
             return self._with_probe({"h": h}, h)
         query_view, key_view = self.two_views(images)
         h = self.encoder(query_view, training=True)
