@@ -133,3 +133,52 @@ def test_the_backend_of_keras_json_is_the_one_checked(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout[done.stdout.index("{"):])
     assert report["backend"] == BACKEND and report["passed"]
+
+
+# Several processes: each started as its engine documents, 2 x 2 host
+# devices on jax, 2 workers on tensorflow, 2 torchrun nodes of 1 process.
+PROCESS_DEVICES = {"jax": 2, "tensorflow": 1, "torch": 1}
+
+
+def _process_check(*flags):
+    done = _run([sys.executable, "-m", "contrastive_cli.main", "check-distributed",
+                 "--processes", "2", "--json", *flags], timeout=120)
+    assert done.returncode in (0, 1), done.stdout + done.stderr[-3000:]
+    report = json.loads(done.stdout[done.stdout.index("{"):])
+    assert report["processes"] == 2 and report["devices"] == PROCESS_DEVICES[BACKEND]
+    assert report["backend"] == BACKEND
+    return done.returncode, report
+
+
+def test_two_processes_agree_with_one_device():
+    code, report = _process_check()
+    _assert_agree(report)
+    assert code == 0
+
+
+def test_two_processes_without_sync_batchnorm_differ():
+    code, report = _process_check("--no-sync-batchnorm")
+    _assert_differ(report)
+    assert code == 1
+
+
+def test_process_commands_follow_each_engine():
+    from contrastive.distribute import jax_backend, tensorflow_backend, torch_backend
+
+    program = ["-m", "contrastive_cli.main", "train", "spec.yaml"]
+    addresses = ["host0:1234", "host1:1234"]
+    jax_cmds = jax_backend.process_commands(program, 2, 4, addresses)
+    assert [env["KERAS_DISTRIBUTION_PROCESS_ID"] for env, _ in jax_cmds] == ["0", "1"]
+    assert all(env["KERAS_DISTRIBUTION_JOB_ADDRESSES"] == "host0:1234" for env, _ in jax_cmds)
+    assert jax_cmds[0][1] == ["python", *program]
+    tf_cmds = tensorflow_backend.process_commands(program, 2, 1, addresses)
+    configs = [json.loads(env["TF_CONFIG"]) for env, _ in tf_cmds]
+    assert [c["task"] for c in configs] == [{"type": "worker", "index": i} for i in (0, 1)]
+    assert configs[1]["cluster"]["worker"] == addresses
+    torch_cmds = torch_backend.process_commands(program, 2, 4, addresses)
+    assert torch_cmds[0] == torch_cmds[1]
+    argv = torch_cmds[0][1]
+    assert argv[:3] == ["python", "-m", "torch.distributed.run"]
+    assert {"--nnodes=2", "--nproc-per-node=4", "--rdzv-backend=c10d",
+            "--rdzv-endpoint=host0:1234"} <= set(argv)
+    assert argv[-len(program):] == program

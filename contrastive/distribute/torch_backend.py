@@ -83,6 +83,22 @@ def synchronize_batch_norm(model, enabled=True):
             object.__delattr__(layer, "_moments")
 
 
+def process_commands(program, processes, devices, addresses, run_id="contrastive"):
+    """How to start `program` (the arguments after `python`) on `processes`
+    nodes of `devices` processes each: `[(environment, argv)]`, one
+    `torchrun --nnodes processes --nproc-per-node devices` per node with
+    c10d rendezvous at `addresses[0]` (`host:port`); torchrun assigns the
+    ranks."""
+    if program[:1] != ["-m"]:
+        raise ValueError(f"expected a program started with -m module, received {program}")
+    return [
+        ({}, ["python", "-m", "torch.distributed.run", f"--nnodes={processes}",
+              f"--nproc-per-node={devices}", "--rdzv-backend=c10d",
+              f"--rdzv-endpoint={addresses[0]}", f"--rdzv-id={run_id}", *program])
+        for _ in range(processes)
+    ]
+
+
 class TorchDistribution(Distribution):
     """DistributedDataParallel over the processes torchrun started."""
 
@@ -115,6 +131,14 @@ class TorchDistribution(Distribution):
     @property
     def is_chief(self):
         return not self.launched or _dist().get_rank() == 0
+
+    @property
+    def num_processes(self):
+        return self.num_replicas if self.launched else 1
+
+    @property
+    def process_index(self):
+        return self.replica_id()
 
     def replica_id(self):
         return _dist().get_rank() if self.launched else 0
