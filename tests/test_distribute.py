@@ -182,3 +182,19 @@ def test_process_commands_follow_each_engine():
     assert {"--nnodes=2", "--nproc-per-node=4", "--rdzv-backend=c10d",
             "--rdzv-endpoint=host0:1234"} <= set(argv)
     assert argv[-len(program):] == program
+
+
+def test_machine_commands_name_each_engine():
+    from contrastive.distribute.base import machine_commands
+
+    jax_lines = machine_commands("jax", ["train", "spec.yaml"])
+    assert [line.split()[2] for line in jax_lines] == [
+        "KERAS_DISTRIBUTION_PROCESS_ID=0", "KERAS_DISTRIBUTION_PROCESS_ID=1"]
+    assert jax_lines[0].endswith("python -m contrastive_cli.main --backend jax train spec.yaml")
+    tf_lines = machine_commands("tensorflow", ["train", "spec.yaml"])
+    assert all(line.startswith("TF_CONFIG='") for line in tf_lines)
+    assert '"index": 1}' in tf_lines[1]
+    torch_lines = machine_commands("torch", ["train", "spec.yaml"])
+    assert torch_lines[0] == torch_lines[1]
+    assert torch_lines[0].startswith("torchrun --nnodes=2 --nproc-per-node=gpu --rdzv-backend=c10d "
+                                     "--rdzv-endpoint=HOST0:29500")

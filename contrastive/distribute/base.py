@@ -245,6 +245,36 @@ def from_spec(section=None, backend=None):
     return TorchDistribution(**kwargs)
 
 
+def machine_commands(backend, argv, machines=2, port=29500):
+    """The shell commands that start `argv` (a `contrastive` command line)
+    on `machines` machines with `backend`'s own engine, one per machine,
+    addresses as placeholders (`HOST0` is the first machine's, the
+    coordinator's): `keras.distribution.initialize`'s variables (jax),
+    `TF_CONFIG` (tensorflow), torchrun with c10d rendezvous (torch).
+
+    Example:
+        >>> machine_commands("torch", ["train", "spec.yaml"])[0].split()[:3]
+        ['torchrun', '--nnodes=2', '--nproc-per-node=gpu']
+    """
+    import shlex
+
+    if backend == "jax":
+        from contrastive.distribute.jax_backend import process_commands
+    elif backend == "tensorflow":
+        from contrastive.distribute.tensorflow_backend import process_commands
+    else:
+        from contrastive.distribute.torch_backend import process_commands
+    program = ["-m", "contrastive_cli.main", "--backend", backend, *argv]
+    addresses = [f"HOST{i}:{port}" for i in range(machines)]
+    lines = []
+    for env, command in process_commands(program, machines, "gpu", addresses):
+        if command[:3] == ["python", "-m", "torch.distributed.run"]:
+            command = ["torchrun", *command[3:]]
+        lines.append(" ".join([*(f"{k}={shlex.quote(v)}" for k, v in env.items()),
+                               shlex.join(command)]))
+    return lines
+
+
 def configured_backend():
     """The backend Keras will load, found without importing it: as Keras
     decides, `KERAS_BACKEND`, else `keras.json` (in `KERAS_HOME`, else

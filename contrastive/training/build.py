@@ -31,7 +31,7 @@ class Parts:
         return self.input.steps_per_epoch
 
 
-def build_parts(spec):
+def build_parts(spec, distribution=None):
     """Builds the dataset and its training input (`train.input`) and the
     model's components; seeds Keras and sets the precision policy first.
 
@@ -45,8 +45,9 @@ def build_parts(spec):
     keras.config.set_dtype_policy(spec.train.precision)
     dataset = build("datasets", spec.data, "data")
     train = spec.train
+    rows = distribution.process_rows(train.batch_size) if distribution is not None else None
     data_input = training_input(dataset, train.input, train.batch_size, spec.seed,
-                                train.steps_per_epoch, with_labels=train.probe)
+                                train.steps_per_epoch, with_labels=train.probe, rows=rows)
     augmenter = None
     if spec.augment is not None:
         augmenter = build("augmenters", spec.augment, "augment", {"seed": spec.seed})

@@ -36,7 +36,7 @@ def train(spec, out=None, log=print, resume=False):
     state = run_dir.state() if resume else None
     first_epoch = state["epoch"] if state else 0
     with distribution.scope():
-        parts = build_parts(spec)
+        parts = build_parts(spec, distribution)
         model, schedule = build_model(spec, parts, distribution)
         if state is not None:
             restore(model, parts.input, state, run_dir.path)

@@ -64,8 +64,10 @@ def load_split(dataset, mode, split="train"):
     return mode, data
 
 
-def training_input(dataset, mode, batch_size, seed, steps_per_epoch=None, with_labels=False):
-    """The `TrainingInput` of `dataset`'s training split in `mode`.
+def training_input(dataset, mode, batch_size, seed, steps_per_epoch=None, with_labels=False,
+                   rows=None):
+    """The `TrainingInput` of `dataset`'s training split in `mode`; `rows`:
+    this process' slice of each global batch (default all of it).
 
     Raises:
         SpecError: the mode does not fit the dataset, or the batch is larger
@@ -78,7 +80,7 @@ def training_input(dataset, mode, batch_size, seed, steps_per_epoch=None, with_l
             "train.batch_size",
         )
     with_labels = with_labels and data.labels is not None
-    return MODES[mode](data, batch_size, seed, steps_per_epoch, with_labels)
+    return MODES[mode](data, batch_size, seed, steps_per_epoch, with_labels, rows=rows)
 
 
 def _too_big_for_memory(dataset, split):

@@ -25,15 +25,18 @@ class ShuffledBatches(keras.utils.PyDataset):
         seed: the shuffling seed.
         steps_per_epoch: batches per epoch.
         first_epoch: the epoch whose order the first pass uses.
+        rows: the `slice` of each batch to give (this process' share);
+            default all of it.
     """
 
-    def __init__(self, arrays, batch_size, seed, steps_per_epoch, first_epoch=0):
+    def __init__(self, arrays, batch_size, seed, steps_per_epoch, first_epoch=0, rows=None):
         super().__init__()
         self.arrays = tuple(arrays)
         self.batch_size = batch_size
         self.seed = seed
         self.steps = steps_per_epoch
         self.epoch = first_epoch
+        self.rows = rows or slice(None)
         self._order = None
         self._order_epoch = None
 
@@ -43,7 +46,7 @@ class ShuffledBatches(keras.utils.PyDataset):
     def __getitem__(self, index):
         if self._order_epoch != self.epoch:
             self._order = epoch_order(len(self.arrays[0]), self.batch_size, self.steps,
-                                      self.seed, self.epoch)
+                                      self.seed, self.epoch)[:, self.rows]
             self._order_epoch = self.epoch
         picks = self._order[index]
         return tuple(array[picks] for array in self.arrays)
@@ -73,7 +76,8 @@ class MemoryInput(TrainingInput):
         arrays = self._rows()
         if self.with_labels:
             arrays = (*arrays, np.asarray(self.data.labels, np.int32))
-        self._batches = ShuffledBatches(arrays, self.batch_size, self.seed, self.steps_per_epoch)
+        self._batches = ShuffledBatches(arrays, self.batch_size, self.seed, self.steps_per_epoch,
+                                        rows=self.rows)
 
     def _rows(self):
         return (self.data.images,)

@@ -33,7 +33,7 @@ class StreamInput(TrainingInput):
                              else np.asarray(files.labels, np.int32))
 
         def order(epoch):
-            return self.order(int(epoch)).reshape(-1).astype(np.int64)
+            return self.local_order(int(epoch)).reshape(-1).astype(np.int64)
 
         def epoch_indices(epoch):
             indices = tf.numpy_function(order, [epoch], tf.int64)
@@ -49,6 +49,6 @@ class StreamInput(TrainingInput):
             tf.data.Dataset.range(first_epoch, epochs)
             .flat_map(epoch_indices)
             .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .batch(self.batch_size, drop_remainder=True)
+            .batch(self.local_batch_size, drop_remainder=True)
             .prefetch(tf.data.AUTOTUNE)
         )
