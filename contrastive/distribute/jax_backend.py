@@ -74,6 +74,8 @@ class JaxDistribution(Distribution):
         self.device_names = found[:wanted]
         self.num_replicas = wanted
         self.distribution = keras.distribution.DataParallel(devices=self.device_names)
+        # The inputs read their own process' rows (`process_rows`).
+        self.distribution.auto_shard_dataset = False
 
     @property
     def is_chief(self):
