@@ -198,3 +198,38 @@ def test_machine_commands_name_each_engine():
     assert torch_lines[0] == torch_lines[1]
     assert torch_lines[0].startswith("torchrun --nnodes=2 --nproc-per-node=gpu --rdzv-backend=c10d "
                                      "--rdzv-endpoint=HOST0:29500")
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tensorflow's pass")
+def test_train_refuses_several_tensorflow_workers(tmp_path):
+    from contrastive.distribute.check.processes import free_ports, run_processes
+    from contrastive.distribute.tensorflow_backend import process_commands
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("data: {name: digits, size: 8}\nencoder: {name: small_cnn, widths: [8]}\n"
+                    "train: {batch_size: 16, epochs: 1, steps_per_epoch: 1}\n"
+                    "distribute: {strategy: mirrored}\n")
+    program = ["-m", "contrastive_cli.main", "train", str(spec), "--out", str(tmp_path / "run")]
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    with pytest.raises(RuntimeError) as failed:
+        run_processes(process_commands(program, 2, 1, addresses), "tensorflow", 1, 120)
+    assert "exited with 2" in str(failed.value)
+    assert "error: TF_CONFIG: expected one tensorflow worker, received 2" in str(failed.value)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch's pass")
+def test_train_prints_the_commands_for_several_machines(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("data: {name: digits, size: 8}\nencoder: {name: small_cnn, widths: [8]}\n"
+                    "train: {batch_size: 16, epochs: 1, steps_per_epoch: 1}\n"
+                    "distribute: {strategy: ddp, devices: 2}\n")
+    done = _run([sys.executable, "-m", "contrastive_cli.main", "train", str(spec)], timeout=120)
+    assert done.returncode == 2, done.stderr[-3000:]  # one process: start it with torchrun
+    lines = done.stdout.splitlines()
+    start = lines.index("on several machines (HOST0: the first machine's address; the same "
+                        "--out on shared storage), run one line on each:")
+    assert lines[start + 1] == lines[start + 2] == (
+        "  torchrun --nnodes=2 --nproc-per-node=gpu --rdzv-backend=c10d "
+        f"--rdzv-endpoint=HOST0:29500 --rdzv-id=contrastive -m contrastive_cli.main "
+        f"--backend torch train {spec}")

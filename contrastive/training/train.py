@@ -62,6 +62,14 @@ def _distribution(spec):
     check_data(spec)
     distribution = from_spec(spec.distribute)
     distribution.check_batch_size(spec.train.batch_size)
+    if distribution.strategy == "mirrored" and distribution.num_processes > 1:
+        from contrastive.errors import SpecError
+
+        raise SpecError(
+            f"expected one tensorflow worker, received {distribution.num_processes}: "
+            "training on several workers is not supported yet (`contrastive "
+            "check-distributed --processes N` checks one step); use jax or torch",
+            file="TF_CONFIG")
     if distribution.needs_launch:
         raise LaunchRequired(f"this run has {distribution.num_replicas} processes; start it with "
                              "torchrun (`contrastive train` prints the command)")
