@@ -58,7 +58,8 @@ def main(argv=None):
     warnings.formatwarning = _one_line_warning
     try:
         _check_backend_variable()
-        app.main(args=argv, prog_name="contrastive", standalone_mode=False)
+        # Without standalone mode, click returns a command's `ctx.exit(code)`.
+        code = app.main(args=argv, prog_name="contrastive", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)
@@ -83,7 +84,7 @@ def main(argv=None):
             raise
         click.echo(f"failed: {type(exc).__name__}: {_one_line(exc)} (run with --debug for the traceback)", err=True)
         sys.exit(1)
-    sys.exit(0)
+    sys.exit(code if type(code) is int else 0)
 
 
 def _one_line(exc):

@@ -133,3 +133,103 @@ def test_the_backend_of_keras_json_is_the_one_checked(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout[done.stdout.index("{"):])
     assert report["backend"] == BACKEND and report["passed"]
+
+
+# Several processes: each started as its engine documents, 2 x 2 host
+# devices on jax, 2 workers on tensorflow, 2 torchrun nodes of 1 process.
+PROCESS_DEVICES = {"jax": 2, "tensorflow": 1, "torch": 1}
+
+
+def _process_check(*flags):
+    done = _run([sys.executable, "-m", "contrastive_cli.main", "check-distributed",
+                 "--processes", "2", "--json", *flags], timeout=120)
+    assert done.returncode in (0, 1), done.stdout + done.stderr[-3000:]
+    report = json.loads(done.stdout[done.stdout.index("{"):])
+    assert report["processes"] == 2 and report["devices"] == PROCESS_DEVICES[BACKEND]
+    assert report["backend"] == BACKEND
+    return done.returncode, report
+
+
+def test_two_processes_agree_with_one_device():
+    code, report = _process_check()
+    _assert_agree(report)
+    assert code == 0
+
+
+def test_two_processes_without_sync_batchnorm_differ():
+    code, report = _process_check("--no-sync-batchnorm")
+    _assert_differ(report)
+    assert code == 1
+
+
+def test_process_commands_follow_each_engine():
+    from contrastive.distribute import jax_backend, tensorflow_backend, torch_backend
+
+    program = ["-m", "contrastive_cli.main", "train", "spec.yaml"]
+    addresses = ["host0:1234", "host1:1234"]
+    jax_cmds = jax_backend.process_commands(program, 2, 4, addresses)
+    assert [env["KERAS_DISTRIBUTION_PROCESS_ID"] for env, _ in jax_cmds] == ["0", "1"]
+    assert all(env["KERAS_DISTRIBUTION_JOB_ADDRESSES"] == "host0:1234" for env, _ in jax_cmds)
+    assert jax_cmds[0][1] == ["python", *program]
+    tf_cmds = tensorflow_backend.process_commands(program, 2, 1, addresses)
+    configs = [json.loads(env["TF_CONFIG"]) for env, _ in tf_cmds]
+    assert [c["task"] for c in configs] == [{"type": "worker", "index": i} for i in (0, 1)]
+    assert configs[1]["cluster"]["worker"] == addresses
+    torch_cmds = torch_backend.process_commands(program, 2, 4, addresses)
+    assert torch_cmds[0] == torch_cmds[1]
+    argv = torch_cmds[0][1]
+    assert argv[:3] == ["python", "-m", "torch.distributed.run"]
+    assert {"--nnodes=2", "--nproc-per-node=4", "--rdzv-backend=c10d",
+            "--rdzv-endpoint=host0:1234"} <= set(argv)
+    assert argv[-len(program):] == program
+
+
+def test_machine_commands_name_each_engine():
+    from contrastive.distribute.base import machine_commands
+
+    jax_lines = machine_commands("jax", ["train", "spec.yaml"])
+    assert [line.split()[2] for line in jax_lines] == [
+        "KERAS_DISTRIBUTION_PROCESS_ID=0", "KERAS_DISTRIBUTION_PROCESS_ID=1"]
+    assert jax_lines[0].endswith("python -m contrastive_cli.main --backend jax train spec.yaml")
+    tf_lines = machine_commands("tensorflow", ["train", "spec.yaml"])
+    assert all(line.startswith("TF_CONFIG='") for line in tf_lines)
+    assert '"index": 1}' in tf_lines[1]
+    torch_lines = machine_commands("torch", ["train", "spec.yaml"])
+    assert torch_lines[0] == torch_lines[1]
+    assert torch_lines[0].startswith("torchrun --nnodes=2 --nproc-per-node=gpu --rdzv-backend=c10d "
+                                     "--rdzv-endpoint=HOST0:29500")
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tensorflow's pass")
+def test_train_refuses_several_tensorflow_workers(tmp_path):
+    from contrastive.distribute.check.processes import free_ports, run_processes
+    from contrastive.distribute.tensorflow_backend import process_commands
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("data: {name: digits, size: 8}\nencoder: {name: small_cnn, widths: [8]}\n"
+                    "train: {batch_size: 16, epochs: 1, steps_per_epoch: 1}\n"
+                    "distribute: {strategy: mirrored}\n")
+    program = ["-m", "contrastive_cli.main", "train", str(spec), "--out", str(tmp_path / "run")]
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    with pytest.raises(RuntimeError) as failed:
+        run_processes(process_commands(program, 2, 1, addresses), "tensorflow", 1, 120)
+    assert "exited with 2" in str(failed.value)
+    assert "error: TF_CONFIG: expected one tensorflow worker, received 2" in str(failed.value)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch's pass")
+def test_train_prints_the_commands_for_several_machines(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("data: {name: digits, size: 8}\nencoder: {name: small_cnn, widths: [8]}\n"
+                    "train: {batch_size: 16, epochs: 1, steps_per_epoch: 1}\n"
+                    "distribute: {strategy: ddp, devices: 2}\n")
+    done = _run([sys.executable, "-m", "contrastive_cli.main", "train", str(spec)], timeout=120)
+    assert done.returncode == 2, done.stderr[-3000:]  # one process: start it with torchrun
+    lines = done.stdout.splitlines()
+    start = lines.index("on several machines (HOST0: the first machine's address; the same "
+                        "--out on shared storage), run one line on each:")
+    assert lines[start + 1] == lines[start + 2] == (
+        "  torchrun --nnodes=2 --nproc-per-node=gpu --rdzv-backend=c10d "
+        f"--rdzv-endpoint=HOST0:29500 --rdzv-id=contrastive -m contrastive_cli.main "
+        f"--backend torch train {spec}")

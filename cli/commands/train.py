@@ -35,7 +35,7 @@ def command(spec, overrides, out, resume, as_json):
     else:
         if not spec:
             raise click.UsageError("expected SPEC, or --resume DIR")
-        loaded = _load(spec, overrides, out)
+        loaded = _load(spec, overrides, out, log)
         try:
             run = train(loaded, out=out, log=log)
         except SpecError as exc:
@@ -48,10 +48,12 @@ def command(spec, overrides, out, resume, as_json):
         click.echo(f"run written to {run.path}")
 
 
-def _load(spec, overrides, out):
-    """The spec; refuses, with the exact torchrun command, a run that needs
-    more processes than this one."""
+def _load(spec, overrides, out, log):
+    """The spec; prints the commands that start the run on several machines
+    (a distributed run started as one process), and refuses, with the exact
+    torchrun command, a run that needs more processes than this one."""
     from contrastive.distribute import from_spec
+    from contrastive.distribute.base import machine_commands
     from contrastive.errors import SpecError
     from contrastive.spec import load_spec
     from contrastive.training import LaunchRequired
@@ -64,6 +66,15 @@ def _load(spec, overrides, out):
         distribution = from_spec(loaded.distribute)
     except SpecError as exc:
         raise exc.with_file(spec) from None
+    if distribution.strategy == "mirrored":
+        log("several tensorflow workers (TF_CONFIG): not supported by train yet")
+    elif distribution.strategy != "none" and distribution.num_processes == 1:
+        import keras
+
+        log("on several machines (HOST0: the first machine's address; the same "
+            "--out on shared storage), run one line on each:")
+        for line in machine_commands(keras.backend.backend(), argv):
+            log(f"  {line}")
     command = distribution.launch_command(argv)
     if command:
         raise LaunchRequired(f"this run has {distribution.num_replicas} processes; "

@@ -48,6 +48,39 @@ class Distribution:
         self.gather_negatives = bool(gather_negatives)
         self.num_replicas = 1
 
+    # The process' facts --------------------------------------------------
+
+    @property
+    def num_processes(self):
+        """How many processes share the run (one per host, or one per
+        device under torchrun)."""
+        return 1
+
+    @property
+    def process_index(self):
+        """This process' index in `0 .. num_processes - 1`; process `p`
+        holds replicas `p * local .. (p + 1) * local - 1`."""
+        return 0
+
+    def process_rows(self, batch_size):
+        """The rows of each global batch of `batch_size` this process feeds:
+        the contiguous `slice` of its replicas, the same whatever the number
+        of processes (2 processes x 2 devices feed the rows 1 process x 4
+        devices does)."""
+        if batch_size % self.num_processes:
+            raise SpecError(
+                f"expected a global batch divisible by the {self.num_processes} processes, "
+                f"received {batch_size}",
+                "train.batch_size",
+            )
+        n = batch_size // self.num_processes
+        return slice(self.process_index * n, (self.process_index + 1) * n)
+
+    def global_batch(self, local):
+        """The global batch the step computes on, from this process' rows
+        `local` (`process_rows`); on one process, `local` itself."""
+        return local
+
     # The replica's facts -------------------------------------------------
 
     def replica_id(self):
@@ -210,6 +243,36 @@ def from_spec(section=None, backend=None):
     from contrastive.distribute.torch_backend import TorchDistribution
 
     return TorchDistribution(**kwargs)
+
+
+def machine_commands(backend, argv, machines=2, port=29500):
+    """The shell commands that start `argv` (a `contrastive` command line)
+    on `machines` machines with `backend`'s own engine, one per machine,
+    addresses as placeholders (`HOST0` is the first machine's, the
+    coordinator's): `keras.distribution.initialize`'s variables (jax),
+    `TF_CONFIG` (tensorflow), torchrun with c10d rendezvous (torch).
+
+    Example:
+        >>> machine_commands("torch", ["train", "spec.yaml"])[0].split()[:3]
+        ['torchrun', '--nnodes=2', '--nproc-per-node=gpu']
+    """
+    import shlex
+
+    if backend == "jax":
+        from contrastive.distribute.jax_backend import process_commands
+    elif backend == "tensorflow":
+        from contrastive.distribute.tensorflow_backend import process_commands
+    else:
+        from contrastive.distribute.torch_backend import process_commands
+    program = ["-m", "contrastive_cli.main", "--backend", backend, *argv]
+    addresses = [f"HOST{i}:{port}" for i in range(machines)]
+    lines = []
+    for env, command in process_commands(program, machines, "gpu", addresses):
+        if command[:3] == ["python", "-m", "torch.distributed.run"]:
+            command = ["torchrun", *command[3:]]
+        lines.append(" ".join([*(f"{k}={shlex.quote(v)}" for k, v in env.items()),
+                               shlex.join(command)]))
+    return lines
 
 
 def configured_backend():

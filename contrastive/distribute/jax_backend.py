@@ -25,12 +25,31 @@ def initialize_multihost():
     """Joins the other hosts when `KERAS_DISTRIBUTION_NUM_PROCESSES` > 1
     (with `KERAS_DISTRIBUTION_JOB_ADDRESSES` and
     `KERAS_DISTRIBUTION_PROCESS_ID`); call before any computation."""
+    import jax
     import keras
 
     processes = int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1") or 1)
-    if processes > 1:
+    if processes > 1 and not jax.distributed.is_initialized():
+        # Collectives between CPU processes (a no-op for accelerators).
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
         keras.distribution.initialize()
     return processes
+
+
+def process_commands(program, processes, devices, addresses):
+    """How to start `program` (the arguments after `python`) on `processes`
+    hosts: `[(environment, argv)]`, one per process. `addresses`: one
+    `host:port` per process (only the first, the coordinator's, is used).
+    `devices` is not set here: each process uses every local device (on a
+    CPU, `XLA_FLAGS=--xla_force_host_platform_device_count=N` simulates N)."""
+    del devices
+    return [
+        ({"KERAS_DISTRIBUTION_JOB_ADDRESSES": addresses[0],
+          "KERAS_DISTRIBUTION_NUM_PROCESSES": str(processes),
+          "KERAS_DISTRIBUTION_PROCESS_ID": str(i)},
+         ["python", *program])
+        for i in range(processes)
+    ]
 
 
 class JaxDistribution(Distribution):
@@ -55,12 +74,36 @@ class JaxDistribution(Distribution):
         self.device_names = found[:wanted]
         self.num_replicas = wanted
         self.distribution = keras.distribution.DataParallel(devices=self.device_names)
+        # The inputs read their own process' rows (`process_rows`).
+        self.distribution.auto_shard_dataset = False
 
     @property
     def is_chief(self):
+        return self.process_index == 0
+
+    @property
+    def num_processes(self):
         import jax
 
-        return jax.process_index() == 0
+        return jax.process_count()
+
+    @property
+    def process_index(self):
+        import jax
+
+        return jax.process_index()
+
+    def global_batch(self, local):
+        """One global array, sharded over the mesh's batch axis, assembled
+        from every process' rows (`jax.make_array_from_process_local_data`);
+        `local` as it is on one process."""
+        import jax
+
+        if self.num_processes == 1:
+            return local
+        layout = self.distribution.get_data_layout((local.shape[0] * self.num_processes,
+                                                    *local.shape[1:]))
+        return jax.make_array_from_process_local_data(layout.backend_layout, local)
 
     @contextlib.contextmanager
     def scope(self):

@@ -40,6 +40,23 @@ def configure_logical_cpus(count):
     return len(tf.config.list_logical_devices("CPU")) >= count
 
 
+def process_commands(program, processes, devices, addresses):
+    """How to start `program` (the arguments after `python`) on `processes`
+    workers of a `MultiWorkerMirroredStrategy`: `[(environment, argv)]`,
+    one per worker, each with `TF_CONFIG` naming every worker's `host:port`
+    in `addresses` and its own index; worker 0 is the chief. Each worker
+    uses its local GPUs (`devices` is theirs to count), else one CPU."""
+    import json
+
+    del devices
+    return [
+        ({"TF_CONFIG": json.dumps({"cluster": {"worker": list(addresses[:processes])},
+                                   "task": {"type": "worker", "index": i}})},
+         ["python", *program])
+        for i in range(processes)
+    ]
+
+
 _STRATEGIES = {}
 
 
@@ -101,6 +118,22 @@ class TensorFlowDistribution(Distribution):
         return resolver.task_type in ("chief", None) or (
             resolver.task_type == "worker" and resolver.task_id == 0
         )
+
+    @property
+    def num_processes(self):
+        resolver = getattr(self.tf_strategy, "cluster_resolver", None)
+        spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+        return sum(len(tasks) for name, tasks in spec.items()
+                   if name in ("chief", "worker")) or 1
+
+    @property
+    def process_index(self):
+        resolver = getattr(self.tf_strategy, "cluster_resolver", None)
+        if resolver is None or self.num_processes == 1:
+            return 0
+        spec = resolver.cluster_spec().as_dict()
+        chiefs = len(spec.get("chief", []))
+        return resolver.task_id + (chiefs if resolver.task_type == "worker" else 0)
 
     def replica_id(self):
         import tensorflow as tf

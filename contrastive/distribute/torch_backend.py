@@ -83,6 +83,22 @@ def synchronize_batch_norm(model, enabled=True):
             object.__delattr__(layer, "_moments")
 
 
+def process_commands(program, processes, devices, addresses, run_id="contrastive"):
+    """How to start `program` (the arguments after `python`) on `processes`
+    nodes of `devices` processes each: `[(environment, argv)]`, one
+    `torchrun --nnodes processes --nproc-per-node devices` per node with
+    c10d rendezvous at `addresses[0]` (`host:port`); torchrun assigns the
+    ranks."""
+    if program[:1] != ["-m"]:
+        raise ValueError(f"expected a program started with -m module, received {program}")
+    return [
+        ({}, ["python", "-m", "torch.distributed.run", f"--nnodes={processes}",
+              f"--nproc-per-node={devices}", "--rdzv-backend=c10d",
+              f"--rdzv-endpoint={addresses[0]}", f"--rdzv-id={run_id}", *program])
+        for _ in range(processes)
+    ]
+
+
 class TorchDistribution(Distribution):
     """DistributedDataParallel over the processes torchrun started."""
 
@@ -116,6 +132,14 @@ class TorchDistribution(Distribution):
     def is_chief(self):
         return not self.launched or _dist().get_rank() == 0
 
+    @property
+    def num_processes(self):
+        return self.num_replicas if self.launched else 1
+
+    @property
+    def process_index(self):
+        return self.replica_id()
+
     def replica_id(self):
         return _dist().get_rank() if self.launched else 0
 
@@ -132,23 +156,14 @@ class TorchDistribution(Distribution):
 
     def prepare(self, model):
         """Synchronized batch norm, the loss' gather, and a `train_step` for
-        `fit` that takes this process' slice of the global batch and runs
-        the forward pass through DistributedDataParallel (created on the
+        `fit` that runs the forward pass on this process' rows of the
+        global batch through DistributedDataParallel (created on the
         first step, once the model is built)."""
         model.connect(self)
         if self.launched:
             synchronize_batch_norm(model, self.sync_batchnorm)
             object.__setattr__(model, "train_step", functools.partial(_ddp_train_step, self, model))
         return model
-
-    def local_slice(self, batch):
-        """This process' rows of a global batch (every process loads the
-        same global batch)."""
-        if not self.launched or batch is None:
-            return batch
-        n = batch.shape[0] // self.num_replicas
-        rank = self.replica_id()
-        return batch[rank * n:(rank + 1) * n]
 
     def wrap(self, model):
         """`model` in DistributedDataParallel (built first: DDP needs its
@@ -165,18 +180,20 @@ class TorchDistribution(Distribution):
 def _ddp_train_step(dist, model, data):
     """Keras' torch `train_step` (keras/src/backend/torch/trainer.py, 3.15)
     with the forward pass through DistributedDataParallel on this process'
-    slice of the global batch; DDP averages the gradients in `backward`."""
+    rows of the global batch; DDP averages the gradients in `backward`."""
     import torch
     from keras.src import tree
     from keras.src.trainers import data_adapters
 
+    # `data` holds this process' rows only (`Distribution.process_rows`).
     x, y, sample_weight = data_adapters.data_adapter_utils.unpack_x_y_sample_weight(data)
-    x, y, sample_weight = (tree.map_structure(dist.local_slice, v) if v is not None else None
-                           for v in (x, y, sample_weight))
     ddp = model.__dict__.get("_ddp_module")
     if ddp is None:
         # In the instance dict, past the Layer and Module attribute tracking:
         # the wrapper holds the model, so tracking it would make a cycle.
+        # The layers a method builds on its first call (an MLP head's batch
+        # norm) did not exist when `prepare` ran.
+        synchronize_batch_norm(model, dist.sync_batchnorm)
         ddp = model.__dict__["_ddp_module"] = dist.wrap(model)
     y_pred = ddp(x, training=True)
     model.zero_grad()

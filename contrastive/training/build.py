@@ -31,7 +31,7 @@ class Parts:
         return self.input.steps_per_epoch
 
 
-def build_parts(spec):
+def build_parts(spec, distribution=None):
     """Builds the dataset and its training input (`train.input`) and the
     model's components; seeds Keras and sets the precision policy first.
 
@@ -45,6 +45,7 @@ def build_parts(spec):
     keras.config.set_dtype_policy(spec.train.precision)
     dataset = build("datasets", spec.data, "data")
     train = spec.train
+    rows = distribution.process_rows(train.batch_size) if distribution is not None else None
     augmenter = None
     if spec.augment is not None:
         augmenter = build("augmenters", spec.augment, "augment", {"seed": spec.seed})
@@ -52,7 +53,7 @@ def build_parts(spec):
         check_crops(augmenter)
     data_input = training_input(dataset, train.input, train.batch_size, spec.seed,
                                 train.steps_per_epoch, with_labels=train.probe,
-                                augmenter=augmenter)
+                                augmenter=augmenter, rows=rows)
     return Parts(
         dataset=dataset,
         input=data_input,

@@ -157,7 +157,15 @@ class FollowerRunDir(RunDir):
         pass
 
     def callbacks(self, spec, first_epoch):
-        return []
+        """The chief's checkpoints, written to a private temporary folder
+        and thrown away: saving reads distributed variables, which every
+        process must do together (jax's multi-process arrays;
+        MultiWorkerMirroredStrategy's documented pattern)."""
+        import tempfile
+
+        self._scratch = tempfile.TemporaryDirectory(prefix="contrastive-follower-")
+        return [Checkpoint(self._scratch.name, spec.output.checkpoint_every, spec.train.epochs,
+                           first_epoch, keep=1)]
 
     def discard(self):
         pass

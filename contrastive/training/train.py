@@ -37,7 +37,7 @@ def train(spec, out=None, log=print, resume=False):
     state = run_dir.state() if resume else None
     first_epoch = state["epoch"] if state else 0
     with distribution.scope(), default_verbosity(_data_verbosity(spec, distribution)):
-        parts = build_parts(spec)
+        parts = build_parts(spec, distribution)
         model, schedule = build_model(spec, parts, distribution)
         if state is not None:
             restore(model, parts.input, state, run_dir.path)
@@ -65,6 +65,14 @@ def _distribution(spec):
     check_data(spec)
     distribution = from_spec(spec.distribute)
     distribution.check_batch_size(spec.train.batch_size)
+    if distribution.strategy == "mirrored" and distribution.num_processes > 1:
+        from contrastive.errors import SpecError
+
+        raise SpecError(
+            f"expected one tensorflow worker, received {distribution.num_processes}: "
+            "training on several workers is not supported yet (`contrastive "
+            "check-distributed --processes N` checks one step); use jax or torch",
+            file="TF_CONFIG")
     if distribution.needs_launch:
         raise LaunchRequired(f"this run has {distribution.num_replicas} processes; start it with "
                              "torchrun (`contrastive train` prints the command)")

@@ -9,6 +9,9 @@ on the global batch; the distributed side does the same step through the
 backend's distributed engine. With synchronized batch norm and gathered negatives the two agree to
 float32 round-off; with either off they do not.
 
+`processes.py` runs the distributed side over several local processes,
+each started as its backend's engine documents.
+
 Used by `contrastive check-distributed` and the tests.
 """
 
@@ -96,7 +99,8 @@ def run_check(devices, sync_batchnorm=True, gather_negatives=True, tolerance=TOL
     single = step(make, x, 1)
     multi = step(make, x, devices, sync_batchnorm=sync_batchnorm,
                  gather_negatives=gather_negatives)
-    return compare(single, multi, backend=backend, devices=devices, tolerance=tolerance,
+    return compare(single, multi, backend=backend, devices=devices, batch=batch,
+                   tolerance=tolerance,
                    sync_batchnorm=sync_batchnorm, gather_negatives=gather_negatives,
                    method=getattr(method, "__name__", method))
 

@@ -46,6 +46,37 @@ def check_step(build_model, images, replicas, sync_batchnorm=True, gather_negati
     return _step_shard_map(build_model(), images, replicas, sync_batchnorm, gather_negatives)
 
 
+def process_step(build_model, images, sync_batchnorm=True, gather_negatives=True):
+    """This process' part of one step over several processes, joined by
+    `keras.distribution.initialize` (`KERAS_DISTRIBUTION_*`): it feeds only
+    its rows of `images` (the global batch), and the compiled step sees the
+    global array assembled from every process' rows.
+
+    Returns:
+        `(result, is_chief)`, `result` as `check_step`'s.
+    """
+    import jax
+
+    dist = JaxDistribution()
+    with dist.scope():
+        model = build_model()
+        dist.prepare(model)
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        x = dist.global_batch(images[dist.process_rows(images.shape[0])])
+        if sync_batchnorm and gather_negatives:
+            grad_fn = jax.jit(jax.value_and_grad(
+                lambda tv, ntv, x: _loss_and_state(model, tv, ntv, x), has_aux=True))
+            (loss, stats), grads = grad_fn(trainable, non_trainable, x)
+        else:
+            loss, grads, stats = _shard_map(model, trainable, non_trainable, x,
+                                            dist.num_replicas, gather_negatives)
+        result = _numpy(loss, grads, stats)
+    chief = dist.is_chief
+    jax.distributed.shutdown()  # waits for every process
+    return result, chief
+
+
 def _step_single(model, images):
     import jax
 
@@ -82,14 +113,22 @@ def _step_shard_map(model, images, replicas, sync_batchnorm, gather_negatives):
     `jax.lax.all_gather` (gradient: `psum_scatter`) where the method asks,
     and gradients are averaged with `pmean`: what a per-replica
     data-parallel engine does."""
+    if sync_batchnorm:
+        raise NotImplementedError("synchronized batch norm on jax is the DataParallel path")
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+    loss, grads, stats = _shard_map(model, trainable, non_trainable, images, replicas,
+                                    gather_negatives)
+    return _numpy(loss, grads, stats)
+
+
+def _shard_map(model, trainable, non_trainable, images, replicas, gather_negatives):
+    """`(loss, grads, stats)`: per-device batch norm, replica 0's
+    statistics."""
     import jax
     from jax.sharding import Mesh, PartitionSpec as P
 
-    if sync_batchnorm:
-        raise NotImplementedError("synchronized batch norm on jax is the DataParallel path")
     mesh = Mesh(np.array(jax.devices()[:replicas]), ("batch",))
-    trainable = [v.value for v in model.trainable_variables]
-    non_trainable = [v.value for v in model.non_trainable_variables]
 
     def local(tv, ntv, x):
         model.connect(_PerDevice(replicas, gather_negatives))
@@ -104,12 +143,21 @@ def _step_shard_map(model, images, replicas, sync_batchnorm, gather_negatives):
         local, mesh=mesh, in_specs=(P(), P(), P("batch")), out_specs=(P(), P(), P("batch")),
     )
     loss, grads, stats = jax.jit(mapped)(trainable, non_trainable, images)
-    return _numpy(loss, grads, [s[0] for s in stats])
+    # Replica 0's rows: on device 0, which process 0 (the chief) holds.
+    return loss, grads, [_local(s)[0] for s in stats]
+
+
+def _local(x):
+    """The value of `x` this process can read: all of it, or, for an array
+    spread over several processes, the rows of its first local device."""
+    if getattr(x, "is_fully_addressable", True):
+        return np.asarray(x)
+    return np.asarray(x.addressable_shards[0].data)
 
 
 def _numpy(loss, grads, stats):
     return {
-        "loss": float(np.asarray(loss)),
-        "grads": [np.asarray(g, dtype=np.float64) for g in grads],
-        "stats": [np.asarray(s, dtype=np.float64) for s in stats],
+        "loss": float(_local(loss)),
+        "grads": [_local(g).astype(np.float64) for g in grads],
+        "stats": [_local(s).astype(np.float64) for s in stats],
     }

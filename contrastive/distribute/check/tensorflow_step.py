@@ -27,6 +27,23 @@ def check_step(build_model, images, replicas, sync_batchnorm=True, gather_negati
         return _numpy(loss, grads, model)
 
     dist = TensorFlowDistribution(replicas, sync_batchnorm, gather_negatives)
+    return _distributed_step(dist, build_model, images)
+
+
+def process_step(build_model, images, sync_batchnorm=True, gather_negatives=True):
+    """This worker's part of one step of a `MultiWorkerMirroredStrategy`
+    (from `TF_CONFIG`): its replicas compute on their rows of `images`.
+
+    Returns:
+        `(result, is_chief)`, `result` as `check_step`'s.
+    """
+    dist = TensorFlowDistribution(None, sync_batchnorm, gather_negatives)
+    return _distributed_step(dist, build_model, images), dist.is_chief
+
+
+def _distributed_step(dist, build_model, images):
+    import tensorflow as tf
+
     strategy = dist.tf_strategy
     with dist.scope():
         model = build_model()

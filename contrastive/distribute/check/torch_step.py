@@ -25,30 +25,37 @@ def _result(loss, model):
     }
 
 
-def _worker(rank, world, port, build_model, images, sync_batchnorm, gather_negatives, out):
+def process_step(build_model, images, sync_batchnorm=True, gather_negatives=True):
+    """This process' part of one DistributedDataParallel step in the
+    process group torchrun describes: it computes on its rows of `images`.
+
+    Returns:
+        `(result, is_chief)`, `result` as `check_step`'s.
+    """
     import torch
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    dist = TorchDistribution(world, sync_batchnorm, gather_negatives)
+    dist = TorchDistribution(None, sync_batchnorm, gather_negatives)
     try:
         model = build_model()
         dist.prepare(model)
         ddp = dist.wrap(model)
-        n = images.shape[0] // world
-        x = torch.as_tensor(images[rank * n:(rank + 1) * n])
+        x = torch.as_tensor(images[dist.process_rows(images.shape[0])])
         loss = _forward_loss(ddp, model, x)
         loss.backward()  # DDP averages the gradients
         total = loss.detach().clone()
         _dist().all_reduce(total)
-        if rank == 0:
-            result = _result(total / world, model)
-            np.save(out, np.array(result, dtype=object), allow_pickle=True)
-    except BaseException:
+        return _result(total / dist.num_replicas, model), dist.is_chief
+    finally:
         _dist().destroy_process_group()
-        raise
-    _dist().destroy_process_group()
+
+
+def _worker(rank, world, port, build_model, images, sync_batchnorm, gather_negatives, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    result, chief = process_step(build_model, images, sync_batchnorm, gather_negatives)
+    if chief:
+        np.save(out, np.array(result, dtype=object), allow_pickle=True)
     # Leave without the interpreter's teardown: threads of the libraries
     # loaded beside torch (TensorFlow's, through Keras) can abort it
     # ("terminate called without an active exception") after the work is done.

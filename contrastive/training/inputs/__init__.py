@@ -65,9 +65,10 @@ def load_split(dataset, mode, split="train"):
 
 
 def training_input(dataset, mode, batch_size, seed, steps_per_epoch=None, with_labels=False,
-                   augmenter=None):
+                   augmenter=None, rows=None):
     """The `TrainingInput` of `dataset`'s training split in `mode`
-    (`augmenter`: the run's, which `stream` crops aspect-kept images with).
+    (`augmenter`: the run's, which `stream` crops aspect-kept images with;
+    `rows`: this process' slice of each global batch, default all of it).
 
     Raises:
         SpecError: the mode does not fit the dataset, or the batch is larger
@@ -80,7 +81,8 @@ def training_input(dataset, mode, batch_size, seed, steps_per_epoch=None, with_l
             "train.batch_size",
         )
     with_labels = with_labels and data.labels is not None
-    return MODES[mode](data, batch_size, seed, steps_per_epoch, with_labels, augmenter)
+    return MODES[mode](data, batch_size, seed, steps_per_epoch, with_labels, augmenter,
+                       rows=rows)
 
 
 def _too_big_for_memory(dataset, split):

@@ -44,12 +44,15 @@ class TrainingInput:
         with_labels: give `fit` the labels too (`data.labels` must exist).
         augmenter: the run's augmenter; `stream` draws the crops of
             aspect-kept images with it (`crop_boxes`) on its CPU workers.
+        rows: the `slice` of each global batch this process feeds (its
+            share under several processes, `Distribution.process_rows`);
+            default all. Only those rows are read, gathered or decoded.
     """
 
     mode = None
 
     def __init__(self, data, batch_size, seed, steps_per_epoch=None, with_labels=False,
-                 augmenter=None):
+                 augmenter=None, rows=None):
         if batch_size > len(data):
             raise ValueError(
                 f"batch_size: expected at most the {len(data)} training images, "
@@ -63,6 +66,8 @@ class TrainingInput:
         self.steps_per_epoch = steps_per_epoch or len(data) // batch_size
         self.with_labels = with_labels
         self.augmenter = augmenter
+        self.rows = rows or slice(0, batch_size)
+        self.local_batch_size = len(range(batch_size)[self.rows])
 
     def __len__(self):
         return len(self.data)
@@ -86,6 +91,11 @@ class TrainingInput:
     def order(self, epoch):
         """The batches of `epoch`: see `epoch_order`."""
         return epoch_order(len(self.data), self.batch_size, self.steps_per_epoch, self.seed, epoch)
+
+    def local_order(self, epoch):
+        """This process' rows (`rows`) of each batch of `epoch`,
+        `(steps, local_batch_size)`."""
+        return self.order(epoch)[:, self.rows]
 
     def fit_arguments(self, first_epoch, epochs):
         """The arguments of `fit` that carry the data, for epochs

@@ -27,15 +27,19 @@ class ShuffledBatches(keras.utils.PyDataset):
         first_epoch: the epoch whose order the first pass uses.
         form: turns the tuple of a batch's rows into what the batch is
             (default: the tuple).
+        rows: the `slice` of each batch to give (this process' share);
+            default all of it.
     """
 
-    def __init__(self, arrays, batch_size, seed, steps_per_epoch, first_epoch=0, form=None):
+    def __init__(self, arrays, batch_size, seed, steps_per_epoch, first_epoch=0, form=None,
+                 rows=None):
         super().__init__()
         self.arrays = tuple(arrays)
         self.batch_size = batch_size
         self.seed = seed
         self.steps = steps_per_epoch
         self.epoch = first_epoch
+        self.rows = rows or slice(None)
         self._order = None
         self._order_epoch = None
         self.form = form or tuple
@@ -46,7 +50,7 @@ class ShuffledBatches(keras.utils.PyDataset):
     def __getitem__(self, index):
         if self._order_epoch != self.epoch:
             self._order = epoch_order(len(self.arrays[0]), self.batch_size, self.steps,
-                                      self.seed, self.epoch)
+                                      self.seed, self.epoch)[:, self.rows]
             self._order_epoch = self.epoch
         picks = self._order[index]
         return self.form(tuple(array[picks] for array in self.arrays))
@@ -77,7 +81,7 @@ class MemoryInput(TrainingInput):
         if self.with_labels:
             arrays = (*arrays, np.asarray(self.data.labels, np.int32))
         self._batches = ShuffledBatches(arrays, self.batch_size, self.seed, self.steps_per_epoch,
-                                        form=self._form)
+                                        form=self._form, rows=self.rows)
 
     def _rows(self):
         if self.data.sizes is not None:

@@ -88,7 +88,7 @@ class StreamInput(TrainingInput):
         tf = tf_module()
         epoch_items = (self._shard_items if isinstance(self.data, Shards)
                        else self._file_items)
-        need = self.steps_per_epoch * self.batch_size
+        need = self.steps_per_epoch * self.local_batch_size
         labels = tf.constant(np.zeros(len(self.data), np.int32) if self.data.labels is None
                              else np.asarray(self.data.labels, np.int32))
 
@@ -106,16 +106,20 @@ class StreamInput(TrainingInput):
         return (
             tf.data.Dataset.range(first_epoch, epochs)
             .flat_map(epoch_batches)
-            .batch(self.batch_size, drop_remainder=True)
+            .batch(self.local_batch_size, drop_remainder=True)
             .map(self.streamed_skips.batch_map(self.with_labels))
             .prefetch(tf.data.AUTOTUNE)
         )
 
     def candidates(self, epoch):
-        """The files epoch `epoch` may read, in order: its batches, then a
-        spare permutation that stands in for files found unreadable."""
+        """The files epoch `epoch` may read, in order: this process' rows
+        of its batches, then its rows of a spare permutation that stands in
+        for files found unreadable."""
         spare = np.random.default_rng([self.seed, epoch, 1]).permutation(len(self.data))
-        return np.concatenate([self.order(epoch).reshape(-1), spare]).astype(np.int64)
+        whole = len(spare) // self.batch_size * self.batch_size
+        spare = spare[:whole].reshape(-1, self.batch_size)[:, self.rows]
+        return np.concatenate([self.local_order(epoch).reshape(-1),
+                               spare.reshape(-1)]).astype(np.int64)
 
     def _file_items(self, epoch):
         tf = tf_module()
@@ -146,9 +150,11 @@ class StreamInput(TrainingInput):
             # Older epochs' records are no longer needed to name a skip.
             self._streamed = {e: v for e, v in self._streamed.items() if e >= epoch - 1}
             streamed = self._streamed[epoch] = []
+            mine = range(self.batch_size)[self.rows]  # this process' rows of each batch
             for position, (index, data) in enumerate(self.data.stream(self.seed, epoch)):
-                streamed.append(index)
-                yield data, index, epoch, position
+                if position % self.batch_size in mine:
+                    streamed.append(index)
+                    yield data, index, epoch, len(streamed) - 1
 
         def load(data, index, epoch, position):
             return decode_contents(data, self.data.size), index, epoch, position
