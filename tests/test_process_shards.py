@@ -41,7 +41,7 @@ class CountingRows(np.ndarray):
 
 class Arrays:
     def __init__(self, images, labels=None):
-        self.images, self.labels = images, labels
+        self.images, self.labels, self.sizes = images, labels, None
         self.image_shape = images.shape[1:]
 
     def __len__(self):

@@ -136,11 +136,19 @@ class StreamInput(TrainingInput):
                 image = decode(path, self.data.size)
             return image, index, epoch, position
 
-        return (
-            tf.data.Dataset.from_tensor_slices((indices, tf.fill([count], epoch),
-                                                tf.range(count)))
-            .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        )
+        def items(start, stop):
+            return (
+                tf.data.Dataset.from_tensor_slices((indices[start:stop],
+                                                    tf.fill([stop - start], epoch),
+                                                    tf.range(start, stop)))
+                .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            )
+
+        # The spares are decoded only once an unreadable file asks for one
+        # (`concatenate` starts its second part when the first is done), so
+        # the parallel map never reads ahead beyond this process' rows.
+        need = tf.constant(self.steps_per_epoch * self.local_batch_size, tf.int64)
+        return items(0, need).concatenate(items(need, count))
 
     def _shard_items(self, epoch):
         tf = tf_module()
