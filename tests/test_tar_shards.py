@@ -10,10 +10,20 @@ import pytest
 from PIL import Image
 
 import contrastive
+from contrastive.datasets.aspect import stored_shape
 from contrastive.datasets.image_folder import ImageFolder
 from contrastive.datasets.tar_shards import TarShards
 from contrastive.errors import DataError
 from contrastive.training.inputs import StreamInput
+from tests.test_aspect_crops import (
+    SIZE,
+    assert_close,
+    augmenter,
+    fraction_boxes,
+    model_views,
+    reference,
+    smooth_image,
+)
 
 pytest.importorskip("tensorflow")
 
@@ -70,7 +80,8 @@ def test_samples_group_members_and_read_labels(tmp_path):
     assert data.images.shape == (32, 12, 12, 3) and list(data.labels[:4]) == [0, 1, 0, 1]
     named = TarShards(str(tmp_path / "b"), size=12, cache=False).files()
     assert named.class_names == ("cat", "dog") and list(named.labels[:3]) == [1, 0, 1]
-    assert len(named.shards) == 3 and named.name(9) == f"{tmp_path / 'b' / 'train-001.tar'}:00009.png"
+    assert len(named.shards) == 3
+    assert named.name(9) == f"{tmp_path / 'b' / 'train-001.tar'}:00009.png"
     assert TarShards([str(tmp_path / "c")], size=12, cache=False).load().labels is None
     np.testing.assert_array_equal(plain.files().in_memory().images, data.images)
     picked = plain.files().take([9, 2])
@@ -189,3 +200,109 @@ def test_a_folder_file_corrupt_after_the_scan_is_skipped_in_training(tmp_path, m
         run = contrastive.train(data, out=tmp_path / "run", log=lambda line: None)
     assert run.results["skipped_files"] == 1
     assert "05.png" in (tmp_path / "run" / "skipped.txt").read_text()
+
+
+# Shards of images kept at their aspect ratio (`keep_aspect`): PIL (width,
+# height) of the members, alternately landscape 4:3 and portrait 1:3.
+ASPECTS = ((40, 30), (20, 60))
+
+
+def aspect_png(i, shapes=ASPECTS, smooth=False):
+    width, height = shapes[i % len(shapes)]
+    if smooth:
+        image = smooth_image(width, height, i)
+    else:
+        rng = np.random.default_rng(i)
+        image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def write_aspect_shards(folder, count=16, per_shard=6, shapes=ASPECTS, smooth=False):
+    folder.mkdir(parents=True, exist_ok=True)
+    for shard in range(-(-count // per_shard)):
+        with tarfile.open(folder / f"train-{shard:03d}.tar", "w") as tar:
+            for i in range(shard * per_shard, min(count, (shard + 1) * per_shard)):
+                add(tar, f"{i:05d}.png", aspect_png(i, shapes, smooth))
+                add(tar, f"{i:05d}.cls", str(i % 2).encode())
+    return folder
+
+
+def test_aspect_kept_shards_store_each_image_at_its_aspect(tmp_path):
+    root = write_aspect_shards(tmp_path / "s")
+    data = TarShards(str(root), size=12, keep_aspect=True, stored_side=24, cache=False).load()
+    expected = [list(stored_shape(h, w, 24)) for w, h in (ASPECTS[i % 2] for i in range(16))]
+    assert data.sizes.tolist() == expected and data.view_size == 12
+    assert expected[:2] == [[24, 32], [72, 24]]  # 40x30 and 20x60, shorter side 24
+    for image, (height, width) in zip(data.images, data.sizes):
+        assert not image[height:].any() and not image[:, width:].any()  # zero padding
+    assert data.image_shape == (12, 12, 3) and data.views().shape == (16, 12, 12, 3)
+    # Streamed shards: the same stored images, and the same evaluation views.
+    shards = TarShards(str(root), size=12, keep_aspect=True, stored_side=24,
+                       cache=False).files()
+    assert shards.stored_side == 24 and StreamInput(shards, 4, seed=0,
+                                                    augmenter=augmenter()).crops
+    again = shards.in_memory()
+    np.testing.assert_array_equal(again.sizes, data.sizes)
+    np.testing.assert_array_equal(again.images, data.images)
+    views = np.concatenate(list(shards.batches(5)))
+    assert views.shape == (16, 12, 12, 3)
+    assert np.abs(views.astype(float) - data.views()).max() <= 1
+    picked = shards.take([3, 0])
+    np.testing.assert_array_equal(picked.sizes, data.sizes[[3, 0]])
+    # The default stored side is size / 0.875; the default squashes.
+    assert TarShards(str(root), size=14, keep_aspect=True, cache=False).stored_side == 16
+    plain = TarShards(str(root), size=12, cache=False)
+    assert plain.files().stored_side is None and plain.load().images.shape == (16, 12, 12, 3)
+    with pytest.raises(ValueError, match="expected keep_aspect: true"):
+        TarShards(str(root), size=12, stored_side=24)
+
+
+def test_aspect_kept_shards_are_cached_with_their_sizes(tmp_path):
+    root = write_aspect_shards(tmp_path / "s", count=6)
+    fresh = TarShards(str(root), size=12, keep_aspect=True, stored_side=24).load()
+    cached = TarShards(str(root), size=12, keep_aspect=True, stored_side=24).load()
+    assert np.array_equal(cached.sizes, fresh.sizes) and cached.view_size == 12
+    assert np.array_equal(cached.images, fresh.images)
+    other = TarShards(str(root), size=12, keep_aspect=True, stored_side=20).load()
+    assert other.sizes.min() == 20
+    squashed = TarShards(str(root), size=12).load()
+    again = TarShards(str(root), size=12).load()
+    assert squashed.sizes is None and again.sizes is None
+    assert squashed.images.shape == again.images.shape == (6, 12, 12, 3)
+
+
+@pytest.mark.parametrize("mode", ["memory", "device", "stream"])
+def test_aspect_kept_shards_train_and_are_evaluated(tmp_path, mode):
+    root = write_aspect_shards(tmp_path / "s")
+    write_aspect_shards(tmp_path / "t", count=8)
+    data = spec({"path": str(root), "test_path": str(tmp_path / "t"), "keep_aspect": True},
+                mode)
+    data["augment"]["size"] = 12
+    data["eval"] = {"knn": {"k": 3}, "linear": {"enabled": False}, "baselines": False}
+    run = contrastive.train(data, out=tmp_path / "run", log=lambda line: None)
+    assert run.results["epochs"] == 1 and np.isfinite(run.results["final_loss"])
+    assert 0 <= run.results["eval"]["knn_accuracy"] <= 1
+
+
+def test_streamed_shard_crops_crop_the_original_member(tmp_path, monkeypatch):
+    # Originals large enough for `test_aspect_crops`' tolerance.
+    shapes = ((200, 150), (100, 300))
+    root = write_aspect_shards(tmp_path / "s", count=4, per_shard=3, shapes=shapes,
+                               smooth=True)
+    shards = TarShards(str(root), size=SIZE, keep_aspect=True, cache=False).files()
+    monkeypatch.setattr(StreamInput, "boxes", lambda self, epoch, index, height, width:
+                        np.repeat(fraction_boxes([height], [width]), 2, axis=0))
+    source = StreamInput(shards, 4, seed=0, augmenter=augmenter())
+    stream = shards.stream(0, 0)
+    order = [next(stream)[0] for _ in range(4)]
+    (x,) = next(iter(source.dataset(0, 1)))
+    x = {key: value.numpy() for key, value in x.items()}
+    assert x["views"].shape == (4, 2, SIZE, SIZE, 3)
+    views = model_views(x)
+    for row, index in enumerate(order):
+        original = Image.open(io.BytesIO(aspect_png(index, shapes, smooth=True))).convert("RGB")
+        expected = reference(original, fraction_boxes([original.height], [original.width])[0])
+        for view in views:
+            assert_close(view[row], expected, f"stream, shard sample {index}")

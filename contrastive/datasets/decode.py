@@ -46,8 +46,14 @@ def decode_contents(contents, size):
 def decode_original(path):
     """Reads and decodes one JPEG or PNG file to uint8 `(h, w, 3)`, at its
     own size."""
+    return decode_original_contents(tf_module().io.read_file(path))
+
+
+def decode_original_contents(contents):
+    """Decodes the bytes of one JPEG or PNG (a string tensor) as
+    `decode_original` decodes a file (a tar shard's member, say)."""
     tf = tf_module()
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     return tf.ensure_shape(image, (None, None, 3))
 
 

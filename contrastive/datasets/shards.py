@@ -12,6 +12,8 @@ import warnings
 import numpy as np
 from PIL import Image
 
+from contrastive.datasets.aspect import centre_views, pad_to_canvas, stored_shape
+
 IMAGE_SUFFIXES = ("jpg", "jpeg", "png")
 LABEL_SUFFIXES = ("cls", "txt", "json")
 
@@ -84,17 +86,23 @@ def label_text(data, suffix):
     return str(value).strip()
 
 
-def decode_bytes(data, size):
+def decode_bytes(data, size, stored_side=None):
     """Decodes one JPEG or PNG to uint8 `(size, size, 3)` with PIL (resized
-    bilinear where it differs), as `image_folder` decodes files: returns
-    `(image, None)`, or `(None, reason)` for bytes PIL cannot read."""
+    bilinear where it differs), as `image_folder` decodes files; with
+    `stored_side`, to its stored shape instead (`aspect.stored_shape`: the
+    aspect ratio kept). Returns `(image, None)`, or `(None, reason)` for
+    bytes PIL cannot read."""
     from contrastive.datasets.image_folder import _reason
 
     try:
         with Image.open(io.BytesIO(data)) as image:
             image = image.convert("RGB")
-            if image.size != (size, size):
-                image = image.resize((size, size), Image.Resampling.BILINEAR)
+            target = (size, size)
+            if stored_side is not None:
+                height, width = stored_shape(image.height, image.width, stored_side)
+                target = (width, height)
+            if image.size != target:
+                image = image.resize(target, Image.Resampling.BILINEAR)
             return np.asarray(image, dtype=np.uint8), None
     except Exception as exc:  # noqa: BLE001 (any undecodable member)
         return None, _reason(exc)
@@ -112,10 +120,16 @@ class Shards:
         shards: the shard paths.
         members: per shard, the image member of each of its samples.
         labels: int array of shape `(N,)`, or None when unlabelled.
-        size: the side of the decoded images, in pixels.
+        size: the side of the decoded images (of the crops and evaluation
+            views, with `stored_side`), in pixels.
         class_names: the names of the label values, when known.
         skipped: the samples left out, each with its reason.
         shuffle_buffer: samples held to shuffle the stream in training.
+        stored_side: None squashes every image to `size` x `size`; else
+            images keep their aspect ratio, as `Files.stored_side` says:
+            streaming training crops each decoded original, `batches`
+            yields its centred evaluation view, and `take`/`in_memory`
+            store it with this shorter side on a padded canvas.
     """
 
     shards: tuple
@@ -125,6 +139,7 @@ class Shards:
     class_names: tuple = ()
     skipped: tuple = ()
     shuffle_buffer: int = 1000
+    stored_side: int | None = None
 
     def __post_init__(self):
         self.offsets = np.cumsum([0, *(len(m) for m in self.members)])
@@ -139,8 +154,10 @@ class Shards:
 
     @property
     def nbytes(self):
-        """The memory the decoded images would take as uint8."""
-        return len(self) * self.size * self.size * 3
+        """The memory the decoded images would take as uint8 (about, for
+        aspect-kept images: the canvas depends on their shapes)."""
+        side = self.stored_side or self.size
+        return len(self) * side * side * 3
 
     def name(self, index):
         """`shard.tar:member` of sample `index`."""
@@ -190,7 +207,8 @@ class Shards:
     def decoded(self, wanted=None, batch_size=256):
         """Yields `(indices, images)` of the samples (those of `wanted`), in
         index order, decoded with PIL on a thread pool, `batch_size` at a
-        time. An undecodable sample becomes a black image, named in a
+        time (with `stored_side`, `images` is a list of each one's stored
+        shape). An undecodable sample becomes a black image, named in a
         warning, so that the images stay aligned with the labels."""
         chunk = []
         workers = min(8, os.cpu_count() or 1)
@@ -205,32 +223,44 @@ class Shards:
                 yield self._decode(chunk, pool)
 
     def _decode(self, chunk, pool):
-        results = list(pool.map(lambda item: decode_bytes(item[1], self.size), chunk))
+        results = list(pool.map(
+            lambda item: decode_bytes(item[1], self.size, self.stored_side), chunk))
         images = []
         for (index, _), (image, reason) in zip(chunk, results, strict=True):
             if image is None:
                 warnings.warn(f"{self.name(index)} ({reason}): a black image in its place",
                               stacklevel=3)
-                image = np.zeros(self.image_shape, np.uint8)
+                side = self.stored_side or self.size
+                image = np.zeros((side, side, 3), np.uint8)
             images.append(image)
-        return np.array([index for index, _ in chunk]), np.stack(images)
+        indices = np.array([index for index, _ in chunk])
+        return indices, (images if self.stored_side else np.stack(images))
 
     def batches(self, batch_size=256):
         """Yields the decoded images in index order, as uint8 batches of at
-        most `batch_size` (see `decoded`)."""
+        most `batch_size` (see `decoded`); with `stored_side`, the centred
+        evaluation view of each (`contrastive.datasets.aspect.centre_views`
+        of the stored image, as `Arrays.batches` yields in memory)."""
         for _, images in self.decoded(batch_size=batch_size):
+            if self.stored_side:
+                canvas, sizes = pad_to_canvas(images)
+                images = centre_views(canvas, sizes, self.size)
             yield images
 
     def take(self, indices):
-        """The samples at `indices`, decoded, as `Arrays`."""
+        """The samples at `indices`, decoded, as `Arrays` (with
+        `stored_side`, on a padded canvas with their `sizes`)."""
         from contrastive.datasets.base import Arrays
 
         indices = np.asarray(indices, dtype=np.int64)
         found = {}
         for got, images in self.decoded(set(indices.tolist())):
             found.update(zip(got.tolist(), images, strict=True))
-        images = np.stack([found[i] for i in indices.tolist()])
         labels = None if self.labels is None else self.labels[indices]
+        if self.stored_side:
+            canvas, sizes = pad_to_canvas([found[i] for i in indices.tolist()])
+            return Arrays(canvas, labels, self.class_names, sizes=sizes, view_size=self.size)
+        images = np.stack([found[i] for i in indices.tolist()])
         return Arrays(images, labels, self.class_names)
 
     def in_memory(self):

@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 
 from contrastive.datasets import cache
+from contrastive.datasets.aspect import MAX_ASPECT, default_stored_side, pad_to_canvas
 from contrastive.datasets.base import Arrays, Dataset
 from contrastive.datasets.image_folder import class_labels
 from contrastive.datasets.shards import Shards, decode_bytes, index_shard
@@ -30,7 +31,8 @@ class TarShards(Dataset):
     holding an integer or a class name, or `.json` holding one, or an
     object with a `label` key). Integer labels are kept as they are; class
     names are sorted into class indices. Images are converted to RGB and
-    resized to `size` x `size` (bilinear) where they differ.
+    resized to `size` x `size` (bilinear) where they differ, or with
+    `keep_aspect` kept at their aspect ratio (as `image_folder` keeps them).
 
     With `train.input: stream` the shards are read sequentially, never by
     random access: each epoch visits the shards in an order drawn from the
@@ -63,6 +65,17 @@ class TarShards(Dataset):
         cache: keep the index and the decoded images (see
             `contrastive.datasets.cache`), keyed by the shards' paths, sizes
             and times and these settings.
+        keep_aspect: keep each image's aspect ratio instead of squashing it
+            to a square, as `image_folder`'s `keep_aspect`: in memory
+            (`memory`, `device`) each is stored with its shorter side
+            `stored_side` (the longer side at most 3 times that) on a padded
+            canvas with its own `(height, width)` (`Arrays.sizes`), and the
+            random resized crop draws its box in the image's own geometry;
+            `stream` crops each decoded member on its CPU workers.
+            Evaluation takes the centred square of 0.875 of the shorter
+            side, resized to `size`.
+        stored_side: the shorter side of stored aspect-kept images;
+            default `size / 0.875` (256 for 224).
     """
 
     def __init__(
@@ -74,7 +87,18 @@ class TarShards(Dataset):
         on_error: Literal["skip", "fail"] = "skip",
         shuffle_buffer: PositiveInt = 1000,
         cache: bool = True,
+        keep_aspect: bool = False,
+        stored_side: PositiveInt | None = None,
     ):
+        if stored_side is not None and not keep_aspect:
+            raise ValueError(
+                f"stored_side: expected keep_aspect: true with it, received stored_side="
+                f"{stored_side} and keep_aspect: false"
+            )
+        self.keep_aspect = keep_aspect
+        self.stored_side = None
+        if keep_aspect:
+            self.stored_side = stored_side or default_stored_side(size)
         self.path = path
         self.size = size
         self.test_path = test_path
@@ -101,25 +125,29 @@ class TarShards(Dataset):
         return Shards(tuple(str(s) for s in shards),
                       tuple(tuple(m for _, m, _ in per_shard) for per_shard in samples),
                       labels, self.size, classes, skipped=tuple(problems),
-                      shuffle_buffer=self.shuffle_buffer)
+                      shuffle_buffer=self.shuffle_buffer, stored_side=self.stored_side)
 
     def load(self, split="train"):
         shards = self.files(split)
         key = None
         if self.cache:
-            key = cache.fingerprint(shards.shards, {"size": self.size, "labels": self.labels,
-                                                    "tar_shards": 1})
+            settings = {"size": self.size, "labels": self.labels, "tar_shards": 1}
+            if self.keep_aspect:
+                settings.update(stored_side=self.stored_side, max_aspect=MAX_ASPECT)
+            key = cache.fingerprint(shards.shards, settings)
             hit = cache.load(key)
-            if hit is not None:
-                images, labels, classes = hit
-                return Arrays(images, labels if shards.labels is not None else None, classes)
+            if hit is not None and (hit[3] is not None) == self.keep_aspect:
+                images, labels, classes, sizes = hit
+                return Arrays(images, labels if shards.labels is not None else None, classes,
+                              sizes=sizes, view_size=self.size if self.keep_aspect else None)
         from contrastive.evaluation.progress import Progress
 
         progress = Progress(f"decoding {len(shards)} samples from {len(shards.shards)} shard(s)",
                             len(shards), None, unit_name="image")
         items = [item for shard in range(len(shards.shards)) for item in shards.samples(shard)]
         with concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-            decoded = pool.map(lambda item: decode_bytes(item[1], self.size), items)
+            decoded = pool.map(lambda item: decode_bytes(item[1], self.size, self.stored_side),
+                               items)
             found, bad = {}, []
             for (index, _), (image, reason) in zip(items, decoded, strict=True):
                 progress.add(1)
@@ -133,11 +161,18 @@ class TarShards(Dataset):
             raise DataError(f"{shards.shards[0]}: none of the {len(shards)} samples could be read")
         keep = np.array(sorted(found))
         labels = None if shards.labels is None else shards.labels[keep]
-        arrays = Arrays(np.stack([found[i] for i in keep.tolist()]), labels,
-                        shards.class_names, skipped=tuple(shards.skipped) + tuple(bad))
+        skipped = tuple(shards.skipped) + tuple(bad)
+        if self.keep_aspect:
+            images, sizes = pad_to_canvas([found[i] for i in keep.tolist()])
+            arrays = Arrays(images, labels, shards.class_names, skipped=skipped, sizes=sizes,
+                            view_size=self.size)
+        else:
+            arrays = Arrays(np.stack([found[i] for i in keep.tolist()]), labels,
+                            shards.class_names, skipped=skipped)
         if key is not None and not arrays.skipped:
             cache.store(key, arrays.images,
-                        np.zeros(0, np.int32) if labels is None else labels, arrays.class_names)
+                        np.zeros(0, np.int32) if labels is None else labels, arrays.class_names,
+                        arrays.sizes)
         return arrays
 
     def _index(self, shards):

@@ -9,6 +9,7 @@ from contrastive.datasets.decode import (
     decode,
     decode_contents,
     decode_original,
+    decode_original_contents,
     tf_module,
 )
 from contrastive.datasets.shards import Shards
@@ -28,9 +29,10 @@ class StreamInput(TrainingInput):
     next candidate (after the epoch's order, a spare permutation drawn from
     `(seed, epoch)`), so every batch stays full.
 
-    Images kept at their aspect ratio (`Files.stored_side`) are cropped on
-    the CPU workers, as the official SimCLR pipeline does: each decoded
-    original gets two boxes drawn by the augmenter's crop sampler
+    Images kept at their aspect ratio (`Files.stored_side`,
+    `Shards.stored_side`) are cropped on the CPU workers, as the official
+    SimCLR pipeline does: each decoded original (a file, or a shard
+    member's bytes) gets two boxes drawn by the augmenter's crop sampler
     (`crop_boxes`) from a generator seeded by `(seed, epoch, index)` (so a
     resumed run draws the same crops), each resized to the crop size; the
     model receives `{"views": (B, 2, size, size, 3)}` and its augmenter
@@ -165,7 +167,11 @@ class StreamInput(TrainingInput):
                     yield data, index, epoch, len(streamed) - 1
 
         def load(data, index, epoch, position):
-            return decode_contents(data, self.data.size), index, epoch, position
+            if self.crops:
+                image = self.crop_views(decode_original_contents(data), epoch, index)
+            else:
+                image = decode_contents(data, self.data.size)
+            return image, index, epoch, position
 
         signature = (tf.TensorSpec((), tf.string), *[tf.TensorSpec((), tf.int64)] * 3)
         return (
