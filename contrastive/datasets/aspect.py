@@ -25,6 +25,24 @@ def default_stored_side(size):
     return round(size / CENTRE_PROPORTION)
 
 
+def resolve_stored_side(keep_aspect, stored_side, size):
+    """The stored shorter side a dataset's `keep_aspect` and `stored_side`
+    arguments ask for: None (images squashed to `size`), `stored_side`, or
+    `default_stored_side(size)`.
+
+    Raises:
+        ValueError: `stored_side` without `keep_aspect`.
+    """
+    if stored_side is not None and not keep_aspect:
+        raise ValueError(
+            f"stored_side: expected keep_aspect: true with it, received stored_side="
+            f"{stored_side} and keep_aspect: false"
+        )
+    if not keep_aspect:
+        return None
+    return stored_side or default_stored_side(size)
+
+
 def stored_shape(height, width, side, max_aspect=MAX_ASPECT):
     """`(height, width)` of an image stored with its shorter side `side`
     (and its longer side at most `max_aspect * side`), aspect kept within

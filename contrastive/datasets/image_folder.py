@@ -15,8 +15,8 @@ from PIL import Image
 from contrastive.datasets import cache
 from contrastive.datasets.aspect import (
     MAX_ASPECT,
-    default_stored_side,
     pad_to_canvas,
+    resolve_stored_side,
     stored_shape,
 )
 from contrastive.datasets.base import Arrays, Dataset, Files
@@ -85,15 +85,8 @@ class ImageFolder(Dataset):
         stored_side: PositiveInt | None = None,
     ):
         self.path = path
-        if stored_side is not None and not keep_aspect:
-            raise ValueError(
-                f"stored_side: expected keep_aspect: true with it, received stored_side="
-                f"{stored_side} and keep_aspect: false"
-            )
         self.keep_aspect = keep_aspect
-        self.stored_side = None
-        if keep_aspect:
-            self.stored_side = stored_side or default_stored_side(size)
+        self.stored_side = resolve_stored_side(keep_aspect, stored_side, size)
         self.labels = labels
         self.size = size
         self.test_path = test_path

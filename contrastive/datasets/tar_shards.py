@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 
 from contrastive.datasets import cache
-from contrastive.datasets.aspect import MAX_ASPECT, default_stored_side, pad_to_canvas
+from contrastive.datasets.aspect import MAX_ASPECT, pad_to_canvas, resolve_stored_side
 from contrastive.datasets.base import Arrays, Dataset
 from contrastive.datasets.image_folder import class_labels
 from contrastive.datasets.shards import Shards, decode_bytes, index_shard
@@ -90,15 +90,8 @@ class TarShards(Dataset):
         keep_aspect: bool = False,
         stored_side: PositiveInt | None = None,
     ):
-        if stored_side is not None and not keep_aspect:
-            raise ValueError(
-                f"stored_side: expected keep_aspect: true with it, received stored_side="
-                f"{stored_side} and keep_aspect: false"
-            )
         self.keep_aspect = keep_aspect
-        self.stored_side = None
-        if keep_aspect:
-            self.stored_side = stored_side or default_stored_side(size)
+        self.stored_side = resolve_stored_side(keep_aspect, stored_side, size)
         self.path = path
         self.size = size
         self.test_path = test_path
