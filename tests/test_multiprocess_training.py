@@ -146,7 +146,9 @@ def test_a_killed_worker_then_resume_reaches_the_same_weights(tmp_path):
         time.sleep(0.05)
     for pid in _workers(nodes[1]):
         os.kill(pid, signal.SIGKILL)
-    codes, outputs = _finish(nodes, stop_after=15)
+    # torchrun needs a few seconds to stop the other node; a blocked jax
+    # survivor never stops by itself.
+    codes, outputs = _finish(nodes, stop_after=15 if BACKEND == "torch" else 5)
     assert codes[1] != 0, outputs[1][-3000:]
     if BACKEND == "torch":  # torchrun stops the other node
         assert codes[0] not in (0, None), outputs[0][-3000:]
