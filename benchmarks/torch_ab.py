@@ -56,22 +56,7 @@ def keras_variant(spec, switches, batch_size, size, steps, jit_compile, optimize
         model.compile(optimizer=opt, jit_compile=jit_compile)
     views = np.random.default_rng(0).random((2 * batch_size * steps, size, size, 3), dtype=np.float32)
 
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            float(logs["loss"])
-            self.ms = (time.perf_counter() - self.start) * 1000 / steps
-
-    def run():
-        timer = Timer()
-        with torch_speed.override(**switches):
-            model.fit(views, epochs=1, batch_size=2 * batch_size, shuffle=False, verbose=0,
-                      callbacks=[torch_speed.callback(), timer])
-        return timer.ms
-
-    return run, model
+    return _timed_fit(model, views, 2 * batch_size, steps, switches), model
 
 
 def keras_full_variant(spec, switches, batch_size, size, steps, jit_compile):
@@ -96,6 +81,17 @@ def keras_full_variant(spec, switches, batch_size, size, steps, jit_compile):
         model.compile(optimizer=optimizer, jit_compile=jit_compile)
     images = np.random.default_rng(0).integers(0, 256, (batch_size * steps, size, size, 3), dtype=np.uint8)
 
+    return _timed_fit(model, images, batch_size, steps, switches), model
+
+
+def _timed_fit(model, x, batch_size, steps, switches):
+    """Returns `run()`: one epoch of `fit` on `x` under `switches`,
+    milliseconds a step (the loss read back, so the time includes the
+    device's work)."""
+    import keras
+
+    from contrastive import torch_speed
+
     class Timer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             self.start = time.perf_counter()
@@ -107,11 +103,11 @@ def keras_full_variant(spec, switches, batch_size, size, steps, jit_compile):
     def run():
         timer = Timer()
         with torch_speed.override(**switches):
-            model.fit(images, epochs=1, batch_size=batch_size, shuffle=False, verbose=0,
+            model.fit(x, epochs=1, batch_size=batch_size, shuffle=False, verbose=0,
                       callbacks=[torch_speed.callback(), timer])
         return timer.ms
 
-    return run, model
+    return run
 
 
 def torch_variant(batch_size, size, steps, precision):
