@@ -371,3 +371,43 @@ def test_official_sampler_matches_tensorflows_op(side):
     assert abs(np.mean(area(ours)) - np.mean(area(theirs))) < 0.02  # 3.5 standard errors
     if height == width:
         assert abs(np.mean(area(ours)) - 0.425) < 0.02  # not torchvision's 0.49
+
+
+# Several replicas ------------------------------------------------------------
+
+
+def _replica_views(images, replicas, index, sizes=None):
+    """Two views of `images` by a fresh seeded augmenter that sees itself as
+    replica `index` of `replicas` (None: a single device)."""
+    from contrastive.augmenters._base import connect_replicas
+
+    augment = SimCLRAugment(preset="imagenet", size=12, seed=5)
+    if replicas is not None:
+        connect_replicas(augment, lambda: (replicas, index))
+    kwargs = {} if sizes is None else {"sizes": sizes}
+    return np.concatenate([np_(augment(images, training=True, **kwargs)) for _ in range(2)])
+
+
+@pytest.mark.parametrize("sized", [False, True], ids=["square", "aspect-kept"])
+@pytest.mark.parametrize("tensor_index", [False, True], ids=["int", "tensor"])
+def test_replicas_draw_their_rows_of_one_global_draw(sized, tensor_index):
+    images = (rand_images(8, 24, 24, seed=2) * 255).astype("uint8")
+    sizes = np.array([[24, 24], [20, 24], [24, 16], [18, 18]] * 2, "int32") if sized else None
+    whole = _replica_views(images, None, 0, sizes)
+    parts = []
+    for index in range(2):
+        rows = slice(4 * index, 4 * index + 4)
+        i = ops.convert_to_tensor(index) if tensor_index else index
+        parts.append(_replica_views(images[rows], 2, i, None if sizes is None else sizes[rows]))
+    # The two calls' outputs stack as (view 1 of 4 rows, view 2 of 4 rows).
+    joined = np.concatenate([np.concatenate([p[:4] for p in parts]),
+                             np.concatenate([p[4:] for p in parts])])
+    np.testing.assert_allclose(joined, whole, atol=1e-5)
+
+
+def test_replicas_do_not_repeat_each_others_draws():
+    images = (rand_images(4, 24, 24, seed=3) * 255).astype("uint8")
+    first = _replica_views(images, 2, 0)
+    second = _replica_views(images, 2, 1)
+    differs = np.abs(first - second).reshape(len(first), -1).max(axis=1) > 1e-3
+    assert differs.all(), "replicas with the same images drew the same views"

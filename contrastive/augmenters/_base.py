@@ -79,6 +79,33 @@ def log_uniform(seed, shape, low, high):
     )
 
 
+def take_rows(params, start, count):
+    """Rows `start .. start + count - 1` of every tensor in `params` (per-image
+    parameters: a tensor, or tuples, lists and dicts of them; None kept)."""
+    if params is None:
+        return None
+    if isinstance(params, dict):
+        return {key: take_rows(value, start, count) for key, value in params.items()}
+    if isinstance(params, (list, tuple)):
+        return type(params)(take_rows(value, start, count) for value in params)
+    if isinstance(start, int):
+        return params[start:start + count]
+    return ops.take(params, start + ops.arange(count), axis=0)
+
+
+def connect_replicas(augmenter, replica_rows):
+    """Makes `augmenter` and every augmenter inside it draw through
+    `replica_rows` (`Distribution.replica_rows`; None: draws for its own
+    batch), see `Augmenter.sample_rows`."""
+    if not hasattr(augmenter, "_flatten_layers"):  # not a Keras layer
+        return
+    for layer in augmenter._flatten_layers(include_self=True, recursive=True):
+        if isinstance(layer, Augmenter):
+            # In the instance dict: a bound method of the distribution is no
+            # state for Keras to track or save.
+            layer.__dict__["_replica_rows"] = replica_rows
+
+
 def check_pair(name, pair, low=None, high=None, positive=False):
     """Validates a `(min, max)` pair; returns it as a tuple of floats."""
     if not isinstance(pair, (list, tuple)) or len(pair) != 2:
@@ -129,7 +156,36 @@ class Augmenter(keras.layers.Layer):
     def augment(self, images):
         if type(self).sample is Augmenter.sample and type(self).apply is Augmenter.apply:
             raise NotImplementedError
-        return self.apply(images, self.sample(self.batch_size(images), tuple(images.shape)))
+        return self.apply(images, self.sample_rows(self, self.batch_size(images),
+                                                   tuple(images.shape)))
+
+    def sample_rows(self, stage, batch, shape, *per_image):
+        """`stage.sample(batch, shape, *per_image)` for this replica's rows.
+
+        Where each replica runs the step on its own rows of the global batch
+        (torch DDP, tf.distribute: `Distribution.replica_rows`), every
+        replica draws the parameters of the whole global batch from the
+        same seed state and keeps its own rows, so that no two replicas
+        repeat each other's draws and N replicas draw exactly what one
+        device draws for the same global batch. Elsewhere, the draws of
+        `batch` images.
+
+        Args:
+            stage: the augmenter whose `sample` draws (`self` or a stage).
+            batch: this replica's batch size.
+            shape: this replica's image shape (NHWC).
+            *per_image: more per-image tensors `sample` takes (`(B, ...)`,
+                such as the images' sizes), tiled over the replicas.
+        """
+        rows = self.__dict__.get("_replica_rows")
+        replicas, index = (1, 0) if rows is None else (rows() or (1, 0))
+        if replicas == 1:
+            return stage.sample(batch, shape, *per_image)
+        per_image = [ops.tile(value, (replicas,) + (1,) * (len(value.shape) - 1))
+                     for value in per_image]
+        whole = (None if shape[0] is None else shape[0] * replicas, *shape[1:])
+        return take_rows(stage.sample(batch * replicas, whole, *per_image),
+                         index * batch, batch)
 
     def sample(self, batch, shape):
         """The random parameters of one call on `batch` images of `shape`

@@ -345,8 +345,8 @@ class RandomResizedCrop(Augmenter):
         if sizes is not None:
             self.check_fixed_size(images)
             if training:
-                return self.apply(images, self.sample(self.batch_size(images),
-                                                      tuple(images.shape), sizes))
+                return self.apply(images, self.sample_rows(
+                    self, self.batch_size(images), tuple(images.shape), sizes))
             boxes = centre_boxes(ops, sizes[:, 0], sizes[:, 1])
             return self.apply(images, boxes)
         if not training:

@@ -189,9 +189,9 @@ class SimCLRAugment(Augmenter):
                 continue
             if stage is self.crop and sizes is not None:
                 stage.check_fixed_size(images)
-                params.append(stage.sample(batch, shape, sizes))
+                params.append(self.sample_rows(stage, batch, shape, sizes))
             else:
-                params.append(stage.sample(batch, shape))
+                params.append(self.sample_rows(stage, batch, shape))
             shape = tuple(stage.compute_output_shape(shape))
         return torch_speed.apply_stages(self, images, params)
 

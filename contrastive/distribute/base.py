@@ -88,6 +88,15 @@ class Distribution:
         a replica's step where the backend needs one)."""
         return 0
 
+    def replica_rows(self):
+        """`(replicas, this replica's index)` where each replica runs the
+        step on its own rows of the global batch (torch DDP,
+        tf.distribute): random per-image draws are then made for the global
+        batch, each replica keeping its rows (`Augmenter.sample_rows`).
+        None where the step sees the whole global batch (one device, jax).
+        """
+        return None
+
     @property
     def is_chief(self):
         """Whether this process writes the run directory."""

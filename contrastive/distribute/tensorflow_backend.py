@@ -140,6 +140,9 @@ class TensorFlowDistribution(Distribution):
 
         return tf.distribute.get_replica_context().replica_id_in_sync_group
 
+    def replica_rows(self):
+        return (self.num_replicas, self.replica_id()) if self.num_replicas > 1 else None
+
     def gather(self, x):
         import tensorflow as tf
 

@@ -143,6 +143,9 @@ class TorchDistribution(Distribution):
     def replica_id(self):
         return _dist().get_rank() if self.launched else 0
 
+    def replica_rows(self):
+        return (self.num_replicas, self.replica_id()) if self.launched else None
+
     def gather(self, x):
         import torch
         from torch.distributed.nn.functional import all_gather
@@ -180,7 +183,9 @@ class TorchDistribution(Distribution):
 def _ddp_train_step(dist, model, data):
     """Keras' torch `train_step` (keras/src/backend/torch/trainer.py, 3.15)
     with the forward pass through DistributedDataParallel on this process'
-    rows of the global batch; DDP averages the gradients in `backward`."""
+    rows of the global batch; DDP averages the gradients in `backward`. The
+    logged loss is averaged over the processes; the method's other metrics
+    are this process' own."""
     import torch
     from keras.src import tree
     from keras.src.trainers import data_adapters
@@ -199,8 +204,13 @@ def _ddp_train_step(dist, model, data):
     model.zero_grad()
     loss = model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
                                training=True)
+    # The logged loss is the global batch's (the mean of every process'
+    # loss), as one process and the other engines log it.
+    logged = loss.detach().clone()
+    _dist().all_reduce(logged)
     model._loss_tracker.update_state(
-        loss, sample_weight=next(i for i in tree.flatten(x) if i is not None).shape[0]
+        logged / dist.num_replicas,
+        sample_weight=next(i for i in tree.flatten(x) if i is not None).shape[0],
     )
     if model.optimizer is not None:
         loss = model.optimizer.scale_loss(loss)

@@ -28,6 +28,8 @@ online linear probe on stop-gradient h, `gather`
 import keras
 from keras import ops
 
+from contrastive.augmenters._base import connect_replicas
+
 
 def to_unit_float(images):
     """Casts images to float32 in [0, 1]: uint8 is divided by 255."""
@@ -173,8 +175,11 @@ class Method(keras.Model):
 
     def connect(self, distribution):
         """Adapts the method to `distribution` (called by its `prepare`):
-        `gather` then returns every replica's rows."""
+        `gather` then returns every replica's rows, and the augmenter draws
+        each replica's own rows of the global batch's parameters."""
         object.__setattr__(self, "_distribution", distribution)
+        if self.augmenter is not None:
+            connect_replicas(self.augmenter, distribution.replica_rows)
 
     def gather(self, x):
         """Every replica's rows of `x` (with gradient), in replica order; `x`

@@ -1,8 +1,10 @@
 """One training step on N devices against the same global batch on one.
 
 A tiny model of any method (SimCLR by default: small_cnn with widths [8],
-an MLP head with batch norm, NT-Xent), no augmentation so that both sides
-see identical inputs, fixed weights. The single-device side computes the
+an MLP head with batch norm, NT-Xent), the paper's augmentation seeded
+alike on both sides (where each replica augments its own rows, it draws
+the global batch's parameters and keeps its rows, so both sides see the
+same views), fixed weights. The single-device side computes the
 loss, the gradients and the non-trainable state (batch-norm moving
 statistics, and a method's own: a momentum encoder, a queue) after one step
 on the global batch; the distributed side does the same step through the
@@ -38,6 +40,7 @@ def build_model(seed=0, widths=(8,), method="simclr", arguments=None):
     weights for every `seed`."""
     import keras
 
+    from contrastive.augmenters.simclr import SimCLRAugment
     from contrastive.encoders.small_cnn import SmallCNN
     from contrastive.heads.mlp import MLPHead
     from contrastive.losses.nt_xent import NTXent
@@ -47,7 +50,7 @@ def build_model(seed=0, widths=(8,), method="simclr", arguments=None):
     context = {
         "encoder": SmallCNN(widths=list(widths)),
         "head": MLPHead(num_layers=2, hidden_dim=8, output_dim=4),
-        "augmenter": None, "loss": NTXent(temperature=0.5), "num_classes": None,
+        "augmenter": SimCLRAugment(preset="imagenet", size=IMAGE_SIZE, seed=7), "loss": NTXent(temperature=0.5), "num_classes": None,
         "input_layer": None, "steps_per_epoch": 1, "total_steps": 10,
     }
     if isinstance(method, str):
