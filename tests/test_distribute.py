@@ -102,6 +102,30 @@ def test_tensorflow_mirrored_2_logical_cpus():
     _assert_differ(unsync)
 
 
+WORKER_DATASET_SCRIPT = """
+import numpy as np, tensorflow as tf
+from contrastive.distribute.tensorflow_backend import configure_logical_cpus
+from contrastive.distribute.tensorflow_fit import worker_dataset
+assert configure_logical_cpus(2)
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+batches = [(np.arange(8 * i, 8 * i + 8, dtype=np.int32).reshape(4, 2),) for i in range(3)]
+for step, (x,) in enumerate(worker_dataset(strategy, batches)):
+    pieces = [v.numpy() for v in strategy.experimental_local_results(x)]
+    np.testing.assert_array_equal(np.concatenate(pieces), batches[step][0])
+    assert [len(p) for p in pieces] == [2, 2]
+print("STEPS", step + 1)
+"""
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tensorflow's pass")
+def test_a_worker_s_rows_reach_its_local_replicas_in_order():
+    # One worker of two local replicas: each batch of the worker's rows is
+    # cut in two, the first half on replica 0.
+    done = _run([sys.executable, "-c", WORKER_DATASET_SCRIPT])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "STEPS 3" in done.stdout
+
+
 @pytest.mark.skipif(BACKEND != "torch", reason="torch's pass")
 def test_torch_ddp_2_gloo_processes():
     from contrastive.distribute.check import run_check
@@ -201,21 +225,45 @@ def test_machine_commands_name_each_engine():
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="tensorflow's pass")
-def test_train_refuses_several_tensorflow_workers(tmp_path):
+def test_several_tensorflow_workers_refuse_device_input(tmp_path):
     from contrastive.distribute.check.processes import free_ports, run_processes
     from contrastive.distribute.tensorflow_backend import process_commands
 
     spec = tmp_path / "spec.yaml"
     spec.write_text("data: {name: digits, size: 8}\nencoder: {name: small_cnn, widths: [8]}\n"
-                    "train: {batch_size: 16, epochs: 1, steps_per_epoch: 1}\n"
+                    "train: {batch_size: 16, epochs: 1, steps_per_epoch: 1, input: device}\n"
                     "distribute: {strategy: mirrored}\n")
     program = ["-m", "contrastive_cli.main", "train", str(spec), "--out", str(tmp_path / "run")]
     addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
     with pytest.raises(RuntimeError) as failed:
         run_processes(process_commands(program, 2, 1, addresses), "tensorflow", 1, 120)
     assert "exited with 2" in str(failed.value)
-    assert "error: TF_CONFIG: expected one tensorflow worker, received 2" in str(failed.value)
+    assert "train.input: expected memory, stream or auto, received device" in str(failed.value)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tensorflow's pass")
+def test_tensorflow_train_prints_the_commands_for_several_machines(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("data: {name: digits, size: 8}\nencoder: {name: small_cnn, widths: [8]}\n"
+                    "train: {batch_size: 16, epochs: 1, steps_per_epoch: 1}\n"
+                    "distribute: {strategy: mirrored}\n")
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "file").write_text("")
+    # The run stops on the occupied --out, after the commands.
+    done = _run([sys.executable, "-m", "contrastive_cli.main", "train", str(spec),
+                 "--out", str(taken)], timeout=120)
+    assert done.returncode == 2, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    start = lines.index("on several machines (HOST0: the first machine's address; the same "
+                        "--out on shared storage), run one line on each:")
+    for index in (0, 1):
+        config = json.dumps({"cluster": {"worker": ["HOST0:29500", "HOST1:29500"]},
+                             "task": {"type": "worker", "index": index}})
+        assert lines[start + 1 + index] == (
+            f"  TF_CONFIG='{config}' python -m contrastive_cli.main --backend tensorflow "
+            f"train {spec} --out {taken}")
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="torch's pass")

@@ -140,6 +140,16 @@ def test_auto_holds_small_sets_on_the_device(png_folder, monkeypatch):
     assert mode == "stream" and len(data) == 36
 
 
+def test_device_input_is_refused_where_the_distribution_cannot_hold_it(png_folder):
+    folder = ImageFolder(str(png_folder), size=16)
+    why = "the workers cannot hold it"
+    with pytest.raises(SpecError, match="train.input: expected memory, stream or auto, "
+                                        "received device: the workers cannot hold it"):
+        inputs.training_input(folder, "device", 4, 0, no_device=why)
+    assert inputs.training_input(folder, "auto", 4, 0, no_device=why).mode == "memory"
+    assert inputs.training_input(folder, "auto", 4, 0).mode == "device"
+
+
 def test_stream_needs_a_dataset_of_files(tmp_path, tiny_arrays):
     from contrastive.datasets.arrays import ArrayFiles
 

@@ -3,7 +3,9 @@ reaches with the same global batch, and so does a run whose worker is
 killed with SIGKILL, then resumed with `train --resume` on both: torch over
 two torchrun nodes of one process each (c10d rendezvous on localhost), jax
 over two processes of 2 host devices each (`keras.distribution.initialize`)
-against one process of 4."""
+against one process of 4, tensorflow over two `MultiWorkerMirroredStrategy`
+workers of one CPU each (`TF_CONFIG`) against one process on one device,
+streaming too (its workers feed a tf.data input their own way)."""
 
 import json
 import os
@@ -16,16 +18,17 @@ import numpy as np
 import pytest
 
 BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
-pytestmark = pytest.mark.skipif(BACKEND not in ("torch", "jax"),
-                                reason="torch's and jax's passes")
+pytestmark = pytest.mark.skipif(BACKEND not in ("torch", "jax", "tensorflow"),
+                                reason="torch's, jax's and tensorflow's passes")
 
 EPOCHS = 3
-# Devices a process: jax simulates host devices; torch runs one per process.
-DEVICES = {"jax": 2, "torch": 1}
-STRATEGY = {"jax": "data_parallel", "torch": "ddp"}
+# Devices a process: jax simulates host devices; torch runs one per process,
+# a tensorflow worker one per CPU.
+DEVICES = {"jax": 2, "torch": 1, "tensorflow": 1}
+STRATEGY = {"jax": "data_parallel", "torch": "ddp", "tensorflow": "mirrored"}
 
 
-def _spec(tmp_path, steps, learning_rate=0.001):
+def _spec(tmp_path, steps, learning_rate=0.001, data=None, mode="memory"):
     # The paper's augmentation: each process draws the global batch's crops
     # and keeps its rows, as one process draws them (at a learning rate of
     # 1e-12 the batch-norm statistics of both runs agree to 4e-6 after 36
@@ -35,14 +38,14 @@ def _spec(tmp_path, steps, learning_rate=0.001):
     # 1e-4, 7e-6 after 36.
     spec = {
         "seed": 0,
-        "data": {"name": "digits", "size": 8},
+        "data": data or {"name": "digits", "size": 8},
         "augment": {"name": "simclr", "preset": "cifar10"},
         "encoder": {"name": "small_cnn", "widths": [8]},
         "head": {"name": "mlp", "output_dim": 8},
         "loss": {"name": "nt_xent", "temperature": 0.5},
         "optimizer": {"name": "sgd", "learning_rate": learning_rate},
         "train": {"batch_size": 16, "epochs": EPOCHS, "steps_per_epoch": steps,
-                  "input": "memory", "verbose": 0},
+                  "input": mode, "verbose": 0},
         "eval": {"knn": {"enabled": False}, "linear": {"enabled": False},
                  "baselines": False},
         "output": {"save_encoder": False, "plot": False, "tensorboard": False},
@@ -80,10 +83,15 @@ def _losses(run):
 
 
 def _one_process(spec, run):
-    """One process: torch on one device, jax on 4 host devices (the devices
-    of the two processes)."""
+    """One process: torch and tensorflow on one device, jax on 4 host
+    devices (the devices of the two processes). tensorflow's reference is
+    no distribution rather than a `MirroredStrategy` over 2 logical CPUs:
+    that one computes on the workers' replicas exactly (the same weights to
+    the bit), so it would share their faults, while one device tells
+    whether the two workers train as one process does (synchronized batch
+    norm and gathered negatives included)."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    strategy = "none" if BACKEND == "torch" else "data_parallel"
+    strategy = "data_parallel" if BACKEND == "jax" else "none"
     done = subprocess.run([sys.executable, "-m", "contrastive_cli.main", "train", str(spec),
                            "--set", f"distribute.strategy={strategy}", "--out", str(run)],
                           check=False, capture_output=True, text=True, timeout=300, env=env)
@@ -132,6 +140,25 @@ def test_two_nodes_reach_the_weights_of_one_process(tmp_path):
     _assert_same_weights(tmp_path / "two", tmp_path / "one")
     # The logged loss is the global batch's, not the chief's rows'.
     np.testing.assert_allclose(_losses(tmp_path / "two"), _losses(tmp_path / "one"), rtol=1e-4)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow",
+                    reason="the tensorflow workers' own path for a tf.data input")
+def test_two_workers_stream_the_batches_of_one_process(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(2):
+        (tmp_path / "images" / f"class{c}").mkdir(parents=True)
+        for i in range(20):
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
+                tmp_path / "images" / f"class{c}" / f"{i:02d}.png")
+    data = {"name": "image_folder", "path": str(tmp_path / "images"), "size": 8, "cache": False}
+    spec = _spec(tmp_path, steps=2, data=data, mode="stream")
+    _one_process(spec, tmp_path / "one")
+    codes, outputs = _finish(_start_nodes(["train", str(spec), "--out", str(tmp_path / "two")]))
+    assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    _assert_same_weights(tmp_path / "two", tmp_path / "one")
 
 
 def _workers(node):

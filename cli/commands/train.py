@@ -66,9 +66,7 @@ def _load(spec, overrides, out, log):
         distribution = from_spec(loaded.distribute)
     except SpecError as exc:
         raise exc.with_file(spec) from None
-    if distribution.strategy == "mirrored":
-        log("several tensorflow workers (TF_CONFIG): not supported by train yet")
-    elif distribution.strategy != "none" and distribution.num_processes == 1:
+    if distribution.strategy != "none" and distribution.num_processes == 1:
         import keras
 
         log("on several machines (HOST0: the first machine's address; the same "

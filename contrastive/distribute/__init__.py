@@ -2,8 +2,8 @@
 
 One small backend-neutral interface, `Distribution` (`num_replicas`,
 `replica_id()`, `gather(x)` with gradient, `scope()`, `prepare(model)`,
-`launch_command(argv)`), built from the spec's `distribute` section by
-`from_spec`. Each backend's implementation runs on that backend's own
+`distribute_input(arguments)`, `launch_command(argv)`), built from the
+spec's `distribute` section by `from_spec`. Each backend's implementation runs on that backend's own
 distributed engine:
 
 - jax: `keras.distribution.DataParallel` over a device mesh; the compiled

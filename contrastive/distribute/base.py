@@ -1,7 +1,8 @@
 """The backend-neutral interface of the distribution layer.
 
-Only `jax_backend.py`, `tensorflow_backend.py` and `torch_backend.py` import
-backend-specific modules, lazily, when `from_spec` picks them.
+Only `jax_backend.py`, `tensorflow_backend.py` (with `tensorflow_fit.py`) and
+`torch_backend.py` import backend-specific modules, lazily, when `from_spec`
+picks them.
 
 How a run uses it (see `contrastive.training.train`):
 
@@ -11,7 +12,7 @@ How a run uses it (see `contrastive.training.train`):
         model = SimCLR(...)
         dist.prepare(model)            # sync batch norm, loss gather
         model.compile(...)
-        model.fit(...)
+        model.fit(**dist.distribute_input(parts.input.fit_arguments(...)), ...)
 
 `contrastive.distribute.check` holds the check of one step on N devices
 against one device, one small file per backend.
@@ -120,6 +121,19 @@ class Distribution:
         gathers); call before `compile`. Returns the model."""
         model.connect(self)
         return model
+
+    @property
+    def device_input_problem(self):
+        """None, or why `train.input: device` cannot run under this
+        distribution (`auto` then picks `memory`)."""
+        return None
+
+    def distribute_input(self, arguments):
+        """The arguments of `fit` that carry the data
+        (`TrainingInput.fit_arguments`: this process' rows of each global
+        batch) in the form the strategy's `fit` takes them; by default as
+        they are."""
+        return arguments
 
     @property
     def needs_launch(self):

@@ -12,13 +12,20 @@ Strategy chosen: `TPUStrategy` when `TPU_NAME` is set,
 `MultiWorkerMirroredStrategy` when `TF_CONFIG` is set, else
 `MirroredStrategy` over the GPUs, or over logical CPU devices on a machine
 without GPUs (which must be configured before TensorFlow initialises its
-devices: `configure_logical_cpus`).
+devices: `configure_logical_cpus`). Over several workers each worker's
+rows reach its own replicas (`tensorflow_fit.worker_dataset`), and the
+`device` input is refused (`device_input_problem`).
 """
 
 import contextlib
 import os
 
-from contrastive.distribute.base import Distribution, batch_norm_layers
+from contrastive.distribute.base import Distribution
+from contrastive.distribute.tensorflow_fit import (
+    mend_fit,
+    synchronize_batch_norm,
+    worker_dataset,
+)
 from contrastive.errors import SpecError
 
 
@@ -141,7 +148,14 @@ class TensorFlowDistribution(Distribution):
         return tf.distribute.get_replica_context().replica_id_in_sync_group
 
     def replica_rows(self):
-        return (self.num_replicas, self.replica_id()) if self.num_replicas > 1 else None
+        import tensorflow as tf
+
+        context = tf.distribute.get_replica_context()
+        # Cross-replica (None: building, restoring) or outside the strategy,
+        # a call sees its whole batch.
+        if context is None or context.num_replicas_in_sync == 1:
+            return None
+        return (context.num_replicas_in_sync, context.replica_id_in_sync_group)
 
     def gather(self, x):
         import tensorflow as tf
@@ -157,7 +171,26 @@ class TensorFlowDistribution(Distribution):
             yield self
 
     def prepare(self, model):
-        for layer in batch_norm_layers(model):
-            layer.synchronized = self.sync_batchnorm
+        """Synchronized batch norm, the loss' gather, and the steps of
+        Keras' `fit` this strategy needs mended (`tensorflow_fit.mend_fit`)."""
+        synchronize_batch_norm(model, self.sync_batchnorm)
         model.connect(self)
+        mend_fit(model, self)
         return model
+
+    @property
+    def device_input_problem(self):
+        if self.num_processes == 1:
+            return None
+        return ("a MultiWorkerMirroredStrategy broadcasts the chief's value of each new "
+                "variable to the other workers, and its collectives do not carry the uint8 "
+                "images the device input holds in one")
+
+    def distribute_input(self, arguments):
+        """On several workers, `x` as a distributed dataset whose replicas
+        each receive their rows of this worker's share (see
+        `tensorflow_fit.worker_dataset`); on one, as it is: `fit` splits
+        the global batch over the replicas itself."""
+        if self.num_processes == 1:
+            return arguments
+        return {**arguments, "x": worker_dataset(self.tf_strategy, arguments["x"])}

@@ -45,7 +45,10 @@ def build_parts(spec, distribution=None):
     keras.config.set_dtype_policy(spec.train.precision)
     dataset = build("datasets", spec.data, "data")
     train = spec.train
-    rows = distribution.process_rows(train.batch_size) if distribution is not None else None
+    rows = no_device = None
+    if distribution is not None:
+        rows = distribution.process_rows(train.batch_size)
+        no_device = distribution.device_input_problem
     augmenter = None
     if spec.augment is not None:
         augmenter = build("augmenters", spec.augment, "augment", {"seed": spec.seed})
@@ -53,7 +56,7 @@ def build_parts(spec, distribution=None):
         check_crops(augmenter)
     data_input = training_input(dataset, train.input, train.batch_size, spec.seed,
                                 train.steps_per_epoch, with_labels=train.probe,
-                                augmenter=augmenter, rows=rows)
+                                augmenter=augmenter, rows=rows, no_device=no_device)
     return Parts(
         dataset=dataset,
         input=data_input,

@@ -65,14 +65,6 @@ def _distribution(spec):
     check_data(spec)
     distribution = from_spec(spec.distribute)
     distribution.check_batch_size(spec.train.batch_size)
-    if distribution.strategy == "mirrored" and distribution.num_processes > 1:
-        from contrastive.errors import SpecError
-
-        raise SpecError(
-            f"expected one tensorflow worker, received {distribution.num_processes}: "
-            "training on several workers is not supported yet (`contrastive "
-            "check-distributed --processes N` checks one step); use jax or torch",
-            file="TF_CONFIG")
     if distribution.needs_launch:
         raise LaunchRequired(f"this run has {distribution.num_replicas} processes; start it with "
                              "torchrun (`contrastive train` prints the command)")
@@ -139,7 +131,8 @@ def _fit(spec, model, parts, run_dir, distribution, first_epoch):
     start = time.perf_counter()
     with distribution.scope():
         history = model.fit(
-            **parts.input.fit_arguments(first_epoch, spec.train.epochs),
+            **distribution.distribute_input(
+                parts.input.fit_arguments(first_epoch, spec.train.epochs)),
             epochs=spec.train.epochs,
             initial_epoch=first_epoch,
             shuffle=False,  # the input shuffles itself, reproducibly

@@ -65,16 +65,23 @@ def load_split(dataset, mode, split="train"):
 
 
 def training_input(dataset, mode, batch_size, seed, steps_per_epoch=None, with_labels=False,
-                   augmenter=None, rows=None):
+                   augmenter=None, rows=None, no_device=None):
     """The `TrainingInput` of `dataset`'s training split in `mode`
     (`augmenter`: the run's, which `stream` crops aspect-kept images with;
-    `rows`: this process' slice of each global batch, default all of it).
+    `rows`: this process' slice of each global batch, default all of it;
+    `no_device`: None, or why `device` cannot run here, in which case `auto`
+    picks `memory` instead).
 
     Raises:
-        SpecError: the mode does not fit the dataset, or the batch is larger
-            than the training set.
+        SpecError: the mode does not fit the dataset or the distribution, or
+            the batch is larger than the training set.
     """
+    if mode == "device" and no_device:
+        raise SpecError(f"expected memory, stream or auto, received device: {no_device}",
+                        "train.input")
     mode, data = load_split(dataset, mode)
+    if mode == "device" and no_device:
+        mode = "memory"  # auto's choice
     if batch_size > len(data):
         raise SpecError(
             f"expected at most the {len(data)} training images, received {batch_size}",
