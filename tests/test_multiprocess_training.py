@@ -28,7 +28,7 @@ DEVICES = {"jax": 2, "torch": 1, "tensorflow": 1}
 STRATEGY = {"jax": "data_parallel", "torch": "ddp", "tensorflow": "mirrored"}
 
 
-def _spec(tmp_path, steps, learning_rate=0.001, data=None, mode="memory"):
+def _spec(tmp_path, steps, learning_rate=0.001, data=None, mode="memory", evaluate=False):
     # The paper's augmentation: each process draws the global batch's crops
     # and keeps its rows, as one process draws them (at a learning rate of
     # 1e-12 the batch-norm statistics of both runs agree to 4e-6 after 36
@@ -46,9 +46,9 @@ def _spec(tmp_path, steps, learning_rate=0.001, data=None, mode="memory"):
         "optimizer": {"name": "sgd", "learning_rate": learning_rate},
         "train": {"batch_size": 16, "epochs": EPOCHS, "steps_per_epoch": steps,
                   "input": mode, "verbose": 0},
-        "eval": {"knn": {"enabled": False}, "linear": {"enabled": False},
-                 "baselines": False},
-        "output": {"save_encoder": False, "plot": False, "tensorboard": False},
+        "eval": {"knn": {"enabled": evaluate, "k": 5},
+                 "linear": {"enabled": evaluate, "epochs": 2}, "baselines": False},
+        "output": {"save_encoder": evaluate, "plot": False, "tensorboard": False},
         "distribute": {"strategy": STRATEGY[BACKEND]},
     }
     path = tmp_path / f"spec-{steps}-{learning_rate:g}.json"
@@ -133,13 +133,19 @@ def _finish(nodes, timeout=240, stop_after=None):
 
 
 def test_two_nodes_reach_the_weights_of_one_process(tmp_path):
-    spec = _spec(tmp_path, steps=2)
+    spec = _spec(tmp_path, steps=2, evaluate=True)
     _one_process(spec, tmp_path / "one")
     codes, outputs = _finish(_start_nodes(["train", str(spec), "--out", str(tmp_path / "two")]))
     assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
     _assert_same_weights(tmp_path / "two", tmp_path / "one")
     # The logged loss is the global batch's, not the chief's rows'.
     np.testing.assert_allclose(_losses(tmp_path / "two"), _losses(tmp_path / "one"), rtol=1e-4)
+    # The chief evaluates and saves the encoder once every process is done.
+    got, want = (json.loads((tmp_path / run / "results.json").read_text())["eval"]
+                 for run in ("two", "one"))
+    assert got.keys() == want.keys() == {"knn_accuracy", "knn_top5_accuracy", "linear_accuracy"}
+    assert abs(got["knn_accuracy"] - want["knn_accuracy"]) <= 0.01, (got, want)
+    assert (tmp_path / "two" / "encoder.keras").exists()
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow",
