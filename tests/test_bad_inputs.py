@@ -264,3 +264,76 @@ def test_debug_adds_the_traceback_and_keeps_exit_2(capsys, tmp_path):
 def test_the_corpus_covers_enough_cases():
     total = 3 * len(MAPPINGS) - 1 + len(TEXTS) + len(OVERRIDES)
     assert total >= 60 and len({m[0] for m in MAPPINGS}) == len(MAPPINGS)
+
+
+# The variables each engine reads to join several processes.
+ENVIRONMENTS = [
+    ("jax", {"KERAS_DISTRIBUTION_NUM_PROCESSES": "two"}, "KERAS_DISTRIBUTION_NUM_PROCESSES", "'two'"),
+    ("jax", {"KERAS_DISTRIBUTION_NUM_PROCESSES": "0"}, "KERAS_DISTRIBUTION_NUM_PROCESSES", ">= 1"),
+    ("jax", {"KERAS_DISTRIBUTION_NUM_PROCESSES": "2"}, "KERAS_DISTRIBUTION_PROCESS_ID", "none"),
+    ("jax", {"KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": "2"},
+     "KERAS_DISTRIBUTION_PROCESS_ID", "0 .. 1"),
+    ("jax", {"KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": "1"},
+     "KERAS_DISTRIBUTION_JOB_ADDRESSES", "none"),
+    ("jax", {"KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": "1",
+             "KERAS_DISTRIBUTION_JOB_ADDRESSES": "host0"}, "KERAS_DISTRIBUTION_JOB_ADDRESSES",
+     "host:port"),
+    ("tensorflow", {"TF_CONFIG": "{cluster"}, "TF_CONFIG", "expected JSON"),
+    ("tensorflow", {"TF_CONFIG": "[1]"}, "TF_CONFIG", "JSON object"),
+    ("tensorflow", {"TF_CONFIG": '{"task": {"type": "worker", "index": 0}}'}, "TF_CONFIG: cluster",
+     "address lists"),
+    ("tensorflow", {"TF_CONFIG": '{"cluster": {"worker": ["a:1", "b"]}}'},
+     "TF_CONFIG: cluster.worker", "'b'"),
+    ("tensorflow", {"TF_CONFIG": '{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief"}}'},
+     "TF_CONFIG: task.type", "'chief'"),
+    ("tensorflow", {"TF_CONFIG": '{"cluster": {"worker": ["a:1", "b:1"]}, '
+                                 '"task": {"type": "worker", "index": 2}}'},
+     "TF_CONFIG: task.index", "0 .. 1"),
+    ("torch", {"WORLD_SIZE": "x"}, "WORLD_SIZE", "'x'"),
+    ("torch", {"WORLD_SIZE": "2"}, "RANK", "torchrun"),
+    ("torch", {"WORLD_SIZE": "2", "RANK": "3"}, "RANK", "0 .. 1"),
+    ("torch", {"WORLD_SIZE": "2", "RANK": "1"}, "MASTER_ADDR", "none"),
+    ("torch", {"WORLD_SIZE": "2", "RANK": "1", "MASTER_ADDR": "h", "MASTER_PORT": "99999"},
+     "MASTER_PORT", "1 .. 65535"),
+]
+
+
+@pytest.mark.parametrize("engine,environ,name,needle", ENVIRONMENTS,
+                         ids=[f"{e[0]}-{i}" for i, e in enumerate(ENVIRONMENTS)])
+def test_bad_engine_variables(engine, environ, name, needle):
+    from contrastive.distribute.environment import check_environment
+    from contrastive.errors import SpecError
+
+    with pytest.raises(SpecError) as caught:
+        check_environment(engine, environ)
+    line = str(caught.value)
+    assert line.startswith(name + ":") and needle in line, line
+
+
+def test_good_engine_variables_pass():
+    from contrastive.distribute.environment import check_environment
+
+    check_environment("jax", {"KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
+                              "KERAS_DISTRIBUTION_PROCESS_ID": "1",
+                              "KERAS_DISTRIBUTION_JOB_ADDRESSES": "10.0.0.1:1234"})
+    check_environment("tensorflow", {"TF_CONFIG": '{"cluster": {"worker": ["a:1", "b:2"]}, '
+                                                  '"task": {"type": "worker", "index": 1}}'})
+    check_environment("torch", {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "0",
+                                "MASTER_ADDR": "h", "MASTER_PORT": "29500"})
+    for engine in ("jax", "tensorflow", "torch"):
+        check_environment(engine, {})
+
+
+def test_a_bad_engine_variable_stops_train_before_anything_is_written(capsys, monkeypatch,
+                                                                      tiny_arrays, tmp_path):
+    import keras
+
+    backend = keras.backend.backend()
+    variable = {"jax": ("KERAS_DISTRIBUTION_NUM_PROCESSES", "two"),
+                "tensorflow": ("TF_CONFIG", "{bad"), "torch": ("WORLD_SIZE", "x")}[backend]
+    monkeypatch.setenv(*variable)
+    file = _write(tmp_path, "spec", changed(distribute={"strategy": "auto"}), ".yaml")
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, ["train", str(file), "--out", str(out)])
+    assert_one_line_error(code, err, variable[0])
+    assert not out.exists()

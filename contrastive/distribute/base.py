@@ -240,7 +240,9 @@ def from_spec(section=None, backend=None):
         A `Distribution`: the trivial one for strategy `none`.
 
     Raises:
-        SpecError: a strategy of another backend, or more devices than exist.
+        SpecError: a strategy of another backend, more devices than exist,
+            or a wrong variable of those the engine reads to join several
+            processes (`contrastive.distribute.environment`).
     """
     data = _section(section)
     if backend is None:
@@ -255,6 +257,9 @@ def from_spec(section=None, backend=None):
     }
     if strategy == "none":
         return Distribution(**kwargs)
+    from contrastive.distribute.environment import check_environment
+
+    check_environment(backend)
     if backend == "jax":
         from contrastive.distribute.jax_backend import JaxDistribution
 
