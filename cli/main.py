@@ -1,7 +1,8 @@
 """Entry point of the `contrastive` command.
 
 Exit codes: 0 success; 2 bad usage or bad input (one line on stderr, no
-traceback); 1 a failure while running.
+traceback); 1 a failure while running (a process of a multi-process run
+that stopped: one line too).
 """
 
 import importlib
@@ -50,8 +51,8 @@ _add_commands()
 
 
 def main(argv=None):
-    """Runs the application; turns contrastive's errors into exit code 2
-    (with `--debug`, after the traceback)."""
+    """Runs the application; turns contrastive's errors into one line and
+    their exit code, 2 or 1 (with `--debug`, after the traceback)."""
     from contrastive.errors import ContrastiveError
 
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
@@ -75,7 +76,7 @@ def main(argv=None):
         if debug:
             traceback.print_exc()
         click.echo(f"error: {_one_line(exc)}", err=True)
-        sys.exit(2)
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(1)

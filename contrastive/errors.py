@@ -2,7 +2,14 @@
 
 
 class ContrastiveError(Exception):
-    """Base class of the errors contrastive reports without a traceback."""
+    """Base class of the errors contrastive reports without a traceback.
+
+    Attributes:
+        exit_code: the command's exit status: 2, bad input, unless a subclass
+            says otherwise.
+    """
+
+    exit_code = 2
 
 
 class SpecError(ContrastiveError, ValueError):
@@ -49,3 +56,11 @@ class RegistryError(ContrastiveError):
 
 class DataError(ContrastiveError):
     """Data cannot be read: a missing file, a corrupt image, a wrong shape."""
+
+
+class ProcessLost(ContrastiveError):
+    """A process of a multi-process run stopped (killed, crashed, or its
+    machine out of reach), so the others cannot go on. The message names
+    it, the last checkpoint and how to continue."""
+
+    exit_code = 1

@@ -122,6 +122,18 @@ class Distribution:
         model.connect(self)
         return model
 
+    @contextlib.contextmanager
+    def watch(self, explain):
+        """The context in which the processes train together: when another
+        process stops (killed, crashed, out of reach), this one stops too,
+        in bounded time, with one line `explain(who)` (`who`: e.g. "process
+        1 of 2 stopped responding"), instead of waiting in a collective:
+        `ProcessLost` raised, or, where the backend's engine would end the
+        process first, the line on stderr and exit status 1. One process
+        watches nothing."""
+        del explain
+        yield
+
     @property
     def device_input_problem(self):
         """None, or why `train.input: device` cannot run under this

@@ -11,12 +11,19 @@ them): `prepare` makes each compute its training statistics from an
 all-reduce (with gradient) of the sum, the sum of squares and the count.
 """
 
+import contextlib
 import functools
 import os
+import re
 import shlex
 import warnings
 
 from contrastive.distribute.base import Distribution, batch_norm_layers
+from contrastive.errors import ProcessLost
+
+# What gloo's and NCCL's errors say when a peer process went away.
+_PEER_GONE = re.compile(r"Connection (?:closed|reset) by peer|remote worker crash|"
+                        r"NCCL communicator was aborted|Broken pipe")
 
 
 def _dist():
@@ -146,6 +153,27 @@ class TorchDistribution(Distribution):
     def replica_rows(self):
         return (self.num_replicas, self.replica_id()) if self.launched else None
 
+    @contextlib.contextmanager
+    def watch(self, explain):
+        """See `Distribution.watch`: a collective that fails because a peer
+        went away (gloo's "Connection closed by peer", NCCL's abort) raises
+        `ProcessLost`, naming the other process when there are two, the
+        peer's address otherwise; torchrun's own report follows it."""
+        try:
+            yield
+        except Exception as exc:
+            text = _peer_gone(exc)
+            if not self.launched or text is None:
+                raise
+            rank, world = _dist().get_rank(), _dist().get_world_size()
+            if world == 2:
+                who = f"process {1 - rank} of 2 stopped responding"
+            else:
+                peer = re.search(r"\[[^\]]*\]:\d+", text)
+                who = (f"process {rank} of {world} lost its connection to another process"
+                       + (f" ({peer.group(0)})" if peer else ""))
+            raise ProcessLost(explain(who)) from exc
+
     def gather(self, x):
         import torch
         from torch.distributed.nn.functional import all_gather
@@ -178,6 +206,17 @@ class TorchDistribution(Distribution):
             return model
         device_ids = [torch.cuda.current_device()] if torch.cuda.is_available() else None
         return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def _peer_gone(exc):
+    """The message in `exc`'s chain that says a peer went away, or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if _PEER_GONE.search(str(exc)):
+            return str(exc)
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _ddp_train_step(dist, model, data):

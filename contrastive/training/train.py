@@ -1,10 +1,13 @@
 """A pretraining run: the spec's parts, `model.fit`, the run directory."""
 
+import functools
+import json
+import shlex
 import time
 
 import numpy as np
 
-from contrastive.errors import ContrastiveError
+from contrastive.errors import ContrastiveError, ProcessLost
 from contrastive.evaluation.progress import default_verbosity
 from contrastive.preflight import check_data
 from contrastive.training.build import build_model, build_parts
@@ -51,6 +54,8 @@ def train(spec, out=None, log=print, resume=False):
             with default_verbosity(_data_verbosity(spec, distribution)):
                 results = _results(spec, parts, history, seconds, first_epoch, schedule,
                                    run_dir, log)
+    except ProcessLost:
+        raise  # every process resumes from the directory as it is
     except BaseException:
         run_dir.discard()
         raise
@@ -122,14 +127,20 @@ def _announce(spec, parts, schedule, distribution, run_dir, first_epoch, log):
 
 def _fit(spec, model, parts, run_dir, distribution, first_epoch):
     """Runs `fit` from `first_epoch`; returns `(history, seconds)`."""
+    import keras
+
     from contrastive import torch_speed
     from contrastive.training.callbacks import StopOnNonFinite, monitor_callbacks
 
+    current = {"epoch": first_epoch + 1}
     callbacks = [torch_speed.callback(), StopOnNonFinite(), *parts.input.callbacks(),
                  *monitor_callbacks(spec, parts, run_dir),
-                 *run_dir.callbacks(spec, first_epoch)]
+                 *run_dir.callbacks(spec, first_epoch),
+                 keras.callbacks.LambdaCallback(
+                     on_epoch_end=lambda epoch, logs: current.update(epoch=epoch + 2))]
+    explain = functools.partial(_lost_process, spec, run_dir, current)
     start = time.perf_counter()
-    with distribution.scope():
+    with distribution.scope(), distribution.watch(explain):
         history = model.fit(
             **distribution.distribute_input(
                 parts.input.fit_arguments(first_epoch, spec.train.epochs)),
@@ -140,6 +151,23 @@ def _fit(spec, model, parts, run_dir, distribution, first_epoch):
             callbacks=callbacks,
         )
     return history, time.perf_counter() - start
+
+
+def _lost_process(spec, run_dir, current, who):
+    """The line that reports a lost process (`who`: which, see
+    `Distribution.watch`), the newest checkpoint and how to continue."""
+    from contrastive.training.checkpoints import STATE
+
+    try:
+        done = json.loads((run_dir.path / STATE).read_text(encoding="utf-8"))["epoch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        done = 0
+    kept = (f"the last checkpoint is epoch {done} in {run_dir.path}" if done
+            else f"{run_dir.path} has no checkpoint yet")
+    epoch = min(current["epoch"], spec.train.epochs)
+    return (f"{who} during epoch {epoch} of {spec.train.epochs}; {kept}; continue "
+            f"with `contrastive train --resume {shlex.quote(str(run_dir.path))}`, started on "
+            "every process as before")
 
 
 def _results(spec, parts, history, seconds, first_epoch, schedule, run_dir, log):

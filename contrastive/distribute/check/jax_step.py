@@ -4,7 +4,7 @@ what an unsynchronized step computes."""
 import numpy as np
 
 from contrastive.distribute.base import Distribution
-from contrastive.distribute.jax_backend import JaxDistribution
+from contrastive.distribute.jax_backend import JaxDistribution, shutdown
 
 
 def _loss_and_state(model, trainable, non_trainable, images):
@@ -73,7 +73,7 @@ def process_step(build_model, images, sync_batchnorm=True, gather_negatives=True
                                             dist.num_replicas, gather_negatives)
         result = _numpy(loss, grads, stats)
     chief = dist.is_chief
-    jax.distributed.shutdown()  # waits for every process
+    shutdown()  # waits for every process
     return result, chief
 
 
