@@ -195,6 +195,7 @@ def test_a_killed_worker_then_resume_reaches_the_same_weights(tmp_path):
         os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
     # The survivor stops by itself: jax's after the heartbeat timeout (10 s),
+    # tensorflow's when the health check aborts its collective (about 12 s),
     # torch's when its collective fails or torchrun stops it.
     codes, outputs = _finish(nodes, timeout=40)
     print(f"the survivor stopped {time.monotonic() - killed:.1f} s after the kill")

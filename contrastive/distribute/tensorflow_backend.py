@@ -19,6 +19,7 @@ rows reach its own replicas (`tensorflow_fit.worker_dataset`), and the
 
 import contextlib
 import os
+import re
 
 from contrastive.distribute.base import Distribution
 from contrastive.distribute.tensorflow_fit import (
@@ -26,7 +27,7 @@ from contrastive.distribute.tensorflow_fit import (
     synchronize_batch_norm,
     worker_dataset,
 )
-from contrastive.errors import SpecError
+from contrastive.errors import ProcessLost, SpecError
 
 
 def configure_logical_cpus(count):
@@ -164,6 +165,35 @@ class TensorFlowDistribution(Distribution):
         if context is None or self.num_replicas == 1:
             return x
         return context.all_gather(x, axis=0)
+
+    @contextlib.contextmanager
+    def watch(self, explain):
+        """See `Distribution.watch`: when a worker stops, the strategy's
+        health checks abort the others' collectives with an
+        `UnavailableError` naming the tasks that stopped sending heartbeats
+        ("/job:worker/replica:0/task:1"); that becomes `ProcessLost`."""
+        import tensorflow as tf
+
+        try:
+            yield
+        except tf.errors.UnavailableError as exc:
+            if self.num_processes == 1:
+                raise
+            raise ProcessLost(explain(self._lost(str(exc)))) from exc
+
+    def _lost(self, message):
+        """`who` for `watch` from the error's text: the unhealthy tasks as
+        process indices, else this process' lost connection."""
+        chiefs = len(self.tf_strategy.cluster_resolver.cluster_spec().as_dict().get("chief", []))
+        _, marker, unhealthy = message.partition("unhealthy")
+        tasks = re.findall(r"/job:(chief|worker)/replica:\d+/task:(\d+)", unhealthy if marker else "")
+        found = sorted({int(index) + (chiefs if kind == "worker" else 0) for kind, index in tasks})
+        if found:
+            names = ", ".join(map(str, found))
+            return (f"process{'es' if len(found) > 1 else ''} {names} of {self.num_processes} "
+                    "stopped responding")
+        return (f"process {self.process_index} of {self.num_processes} lost its connection to "
+                f"the others ({' '.join(message.split())[:200]})")
 
     @contextlib.contextmanager
     def scope(self):
