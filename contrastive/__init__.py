@@ -6,10 +6,10 @@ The Python interface in five names: `load_spec`, `train`, `evaluate`,
 
 >>> import contrastive
 >>> spec = contrastive.load_spec("examples/digits.yaml", overrides=[
-...     "train.epochs=1", "train.verbose=0", "eval.linear.epochs=5",
-...     "output.plot=false", "output.tensorboard=false"])
+...     "train.epochs=1", "schedule.warmup=0", "train.verbose=0",
+...     "eval.linear.epochs=5", "output.plot=false", "output.tensorboard=false"])
 >>> spec.train.batch_size, spec.encoder["name"]
-(128, 'small_cnn')
+(256, 'small_cnn')
 >>> run = contrastive.train(spec, out=tmp / "digits", log=lambda line: None)
 >>> sorted(run.results["eval"])
 ['knn_accuracy', 'knn_top5_accuracy', 'linear_accuracy']
