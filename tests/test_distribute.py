@@ -224,15 +224,22 @@ def test_machine_commands_name_each_engine():
                                      "--rdzv-endpoint=HOST0:29500")
 
 
+def _mirrored_spec(tmp_path, train=""):
+    """A one-step digits spec under `strategy: mirrored`; `train`: more
+    `train` keys (", key: value")."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("data: {name: digits, size: 8}\nencoder: {name: small_cnn, widths: [8]}\n"
+                    f"train: {{batch_size: 16, epochs: 1, steps_per_epoch: 1{train}}}\n"
+                    "distribute: {strategy: mirrored}\n")
+    return spec
+
+
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="tensorflow's pass")
 def test_several_tensorflow_workers_refuse_device_input(tmp_path):
     from contrastive.distribute.check.processes import free_ports, run_processes
     from contrastive.distribute.tensorflow_backend import process_commands
 
-    spec = tmp_path / "spec.yaml"
-    spec.write_text("data: {name: digits, size: 8}\nencoder: {name: small_cnn, widths: [8]}\n"
-                    "train: {batch_size: 16, epochs: 1, steps_per_epoch: 1, input: device}\n"
-                    "distribute: {strategy: mirrored}\n")
+    spec = _mirrored_spec(tmp_path, ", input: device")
     program = ["-m", "contrastive_cli.main", "train", str(spec), "--out", str(tmp_path / "run")]
     addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
     with pytest.raises(RuntimeError) as failed:
@@ -244,10 +251,7 @@ def test_several_tensorflow_workers_refuse_device_input(tmp_path):
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="tensorflow's pass")
 def test_tensorflow_train_prints_the_commands_for_several_machines(tmp_path):
-    spec = tmp_path / "spec.yaml"
-    spec.write_text("data: {name: digits, size: 8}\nencoder: {name: small_cnn, widths: [8]}\n"
-                    "train: {batch_size: 16, epochs: 1, steps_per_epoch: 1}\n"
-                    "distribute: {strategy: mirrored}\n")
+    spec = _mirrored_spec(tmp_path)
     taken = tmp_path / "taken"
     taken.mkdir()
     (taken / "file").write_text("")
