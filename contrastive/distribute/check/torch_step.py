@@ -36,18 +36,21 @@ def process_step(build_model, images, sync_batchnorm=True, gather_negatives=True
 
     torch.set_num_threads(1)
     dist = TorchDistribution(None, sync_batchnorm, gather_negatives)
-    try:
-        model = build_model()
-        dist.prepare(model)
-        ddp = dist.wrap(model)
-        x = torch.as_tensor(images[dist.process_rows(images.shape[0])])
-        loss = _forward_loss(ddp, model, x)
-        loss.backward()  # DDP averages the gradients
-        total = loss.detach().clone()
-        _dist().all_reduce(total)
-        return _result(total / dist.num_replicas, model), dist.is_chief
-    finally:
-        _dist().destroy_process_group()
+    model = build_model()
+    dist.prepare(model)
+    ddp = dist.wrap(model)
+    x = torch.as_tensor(images[dist.process_rows(images.shape[0])])
+    loss = _forward_loss(ddp, model, x)
+    loss.backward()  # DDP averages the gradients
+    total = loss.detach().clone()
+    _dist().all_reduce(total)
+    result = _result(total / dist.num_replicas, model)
+    # Every process is done with the group before any leaves. The group
+    # is not destroyed: the callers leave with `os._exit`, and destroying
+    # it here joins gloo's thread while holding the GIL, which deadlocks
+    # when that thread is still releasing a tensor (it needs the GIL).
+    _dist().barrier()
+    return result, dist.is_chief
 
 
 def _worker(rank, world, port, build_model, images, sync_batchnorm, gather_negatives, out):
