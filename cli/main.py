@@ -53,8 +53,13 @@ _add_commands()
 def main(argv=None):
     """Runs the application; turns contrastive's errors into one line and
     their exit code, 2 or 1 (with `--debug`, after the traceback)."""
+    from contrastive.distribute import jax_supervisor
     from contrastive.errors import ContrastiveError
 
+    # A non-coordinator process of a multi-process jax run runs its command
+    # in a supervised child (see `jax_supervisor`).
+    if jax_supervisor.needed():
+        sys.exit(jax_supervisor.supervise(sys.argv[1:] if argv is None else list(argv)))
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     warnings.formatwarning = _one_line_warning
     try:

@@ -209,3 +209,29 @@ def test_a_killed_worker_then_resume_reaches_the_same_weights(tmp_path):
     codes, outputs = _finish(_start_nodes(["train", "--resume", str(run)]))
     assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
     _assert_same_weights(run, tmp_path / "one")
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="jax's coordinator hosts its coordination service")
+def test_a_killed_coordinator_is_one_line_from_the_other_process(tmp_path):
+    # jax's client ends the other process from C++ when the coordinator
+    # dies; its supervisor replaces that report with the line.
+    spec = _spec(tmp_path, steps=12, learning_rate=1e-4)
+    run = tmp_path / "two"
+    nodes = _start_nodes(["train", str(spec), "--out", str(run)])
+    state = run / "checkpoint.json"
+    deadline = time.monotonic() + 180
+    while not (state.exists() and json.loads(state.read_text())["epoch"] >= 1):
+        assert time.monotonic() < deadline and all(n.poll() is None for n in nodes)
+        time.sleep(0.05)
+    os.kill(nodes[0].pid, signal.SIGKILL)
+    killed = time.monotonic()
+    codes, outputs = _finish(nodes, timeout=40)
+    print(f"process 1 stopped {time.monotonic() - killed:.1f} s after the kill:\n{outputs[1]}")
+    assert codes[1] == 1, outputs[1][-3000:]
+    lines = outputs[1].strip().splitlines()
+    assert lines[-1].startswith("error: process 0 of 2 (the coordinator, 127.0.0.1:"), lines[-1]
+    assert "stopped responding during epoch 2 of 3; the last checkpoint is epoch 1" in lines[-1]
+    assert f"--resume {run}" in lines[-1]
+    assert "Check failure stack trace" not in outputs[1] and "Terminating process" not in outputs[1]
+    assert not any(re.match(r"[WEF]\d{4} ", line) for line in lines), outputs[1][-3000:]
+    assert json.loads(state.read_text())["epoch"] == 1

@@ -24,6 +24,7 @@ import time
 import warnings
 
 from contrastive.distribute.base import Distribution
+from contrastive.distribute.jax_supervisor import write_note
 from contrastive.errors import ProcessLost, SpecError
 
 # Seconds without a heartbeat after which the coordination service counts a
@@ -264,8 +265,9 @@ class Watchdog:
     """While training: a thread that stops this process (`stop`) when the
     coordination service reports another as not alive (no heartbeat for
     `HEARTBEAT_SECONDS`). The coordinator's own death is not seen here:
-    jax's client then ends the process from C++ at once, with its own log
-    (the service is unreachable). On leaving, every process waits for the
+    jax's client then ends the process from C++ at once (the service is
+    unreachable); the process' supervisor (`jax_supervisor`) prints the
+    line this watchdog keeps ready in its note. On leaving, every process waits for the
     others, so that none is taken for dead for having finished first.
 
     Args:
@@ -304,13 +306,23 @@ class Watchdog:
         return (f"process 0 of {self.processes} (the coordinator, {self.coordinator}) "
                 "stopped responding")
 
+    def _keep_note(self):
+        """Under a supervisor (`jax_supervisor`), what the line for a lost
+        coordinator needs (`LostProcess.note`): this process cannot print it
+        then."""
+        note = getattr(self.explain, "note", None)
+        if self.process != 0 and note is not None:
+            write_note(note(self._coordinator_lost()))
+
     def _run(self):
-        while not self._done.wait(1.0):
+        while not self._done.wait(0.5):
+            self._keep_note()
             who = self.lost()
             if who is not None and not self._done.is_set():
                 stop(self.explain(who))
 
     def __enter__(self):
+        self._keep_note()
         self._thread.start()
         return self
 

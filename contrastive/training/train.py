@@ -1,12 +1,10 @@
 """A pretraining run: the spec's parts, `model.fit`, the run directory."""
 
-import functools
-import json
-import shlex
 import time
 
 import numpy as np
 
+from contrastive.distribute.lost import LostProcess
 from contrastive.errors import ContrastiveError, ProcessLost
 from contrastive.evaluation.progress import default_verbosity
 from contrastive.preflight import check_data
@@ -131,14 +129,14 @@ def _fit(spec, model, parts, run_dir, distribution, first_epoch):
 
     from contrastive import torch_speed
     from contrastive.training.callbacks import StopOnNonFinite, monitor_callbacks
+    from contrastive.training.checkpoints import STATE
 
-    current = {"epoch": first_epoch + 1}
+    explain = LostProcess(run_dir.path, run_dir.path / STATE, spec.train.epochs, first_epoch + 1)
     callbacks = [torch_speed.callback(), StopOnNonFinite(), *parts.input.callbacks(),
                  *monitor_callbacks(spec, parts, run_dir),
                  *run_dir.callbacks(spec, first_epoch),
                  keras.callbacks.LambdaCallback(
-                     on_epoch_end=lambda epoch, logs: current.update(epoch=epoch + 2))]
-    explain = functools.partial(_lost_process, spec, run_dir, current)
+                     on_epoch_end=lambda epoch, logs: explain.update(epoch + 2))]
     start = time.perf_counter()
     with distribution.scope(), distribution.watch(explain):
         history = model.fit(
@@ -151,23 +149,6 @@ def _fit(spec, model, parts, run_dir, distribution, first_epoch):
             callbacks=callbacks,
         )
     return history, time.perf_counter() - start
-
-
-def _lost_process(spec, run_dir, current, who):
-    """The line that reports a lost process (`who`: which, see
-    `Distribution.watch`), the newest checkpoint and how to continue."""
-    from contrastive.training.checkpoints import STATE
-
-    try:
-        done = json.loads((run_dir.path / STATE).read_text(encoding="utf-8"))["epoch"]
-    except (OSError, ValueError, KeyError, TypeError):
-        done = 0
-    kept = (f"the last checkpoint is epoch {done} in {run_dir.path}" if done
-            else f"{run_dir.path} has no checkpoint yet")
-    epoch = min(current["epoch"], spec.train.epochs)
-    return (f"{who} during epoch {epoch} of {spec.train.epochs}; {kept}; continue "
-            f"with `contrastive train --resume {shlex.quote(str(run_dir.path))}`, started on "
-            "every process as before")
 
 
 def _results(spec, parts, history, seconds, first_epoch, schedule, run_dir, log):
