@@ -14,13 +14,13 @@ from contrastive.distribute.jax_supervisor import _END, _line_from_note, _relay,
 from contrastive.distribute.lost import LostProcess
 
 FATAL = [
-    b"W1129 05:45:11.575553   31506 preemption_sync_manager.cc:147] Failed to retrieve "
-    b"preemption notice from coordination service: UNAVAILABLE: Socket closed\n",
+    (b"W1129 05:45:11.575553   31506 preemption_sync_manager.cc:147] Failed to retrieve "
+     b"preemption notice from coordination service: UNAVAILABLE: Socket closed\n"),
     b"Additional GRPC error information from remote target coordination_service\n",
     b"E1129 05:45:11.575792   31506 coordination_service_agent.cc:289] Polled an error\n",
-    b"F1129 05:45:11.575799   31506 client.h:80] Terminating process because the JAX "
-    b"distributed service detected fatal errors. This most likely indicates that another "
-    b"task died\n",
+    (b"F1129 05:45:11.575799   31506 client.h:80] Terminating process because the JAX "
+     b"distributed service detected fatal errors. This most likely indicates that another "
+     b"task died\n"),
     b"*** Check failure stack trace: ***\n",
     b"    @     0x7fdff3640634  absl::log_internal::LogMessage::SendToLog()\n",
 ]

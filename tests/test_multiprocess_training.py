@@ -181,16 +181,24 @@ def _workers(node):
     return children
 
 
-def test_a_killed_worker_then_resume_reaches_the_same_weights(tmp_path):
-    spec = _spec(tmp_path, steps=12, learning_rate=1e-4)
-    _one_process(spec, tmp_path / "one")
-    run = tmp_path / "two"
+def _past_the_first_checkpoint(spec, run):
+    """Two nodes training `spec` into `run`, once the first epoch's
+    checkpoint is written."""
     nodes = _start_nodes(["train", str(spec), "--out", str(run)])
     state = run / "checkpoint.json"
     deadline = time.monotonic() + 180
     while not (state.exists() and json.loads(state.read_text())["epoch"] >= 1):
         assert time.monotonic() < deadline and all(n.poll() is None for n in nodes)
         time.sleep(0.05)
+    return nodes
+
+
+def test_a_killed_worker_then_resume_reaches_the_same_weights(tmp_path):
+    spec = _spec(tmp_path, steps=12, learning_rate=1e-4)
+    _one_process(spec, tmp_path / "one")
+    run = tmp_path / "two"
+    nodes = _past_the_first_checkpoint(spec, run)
+    state = run / "checkpoint.json"
     for pid in _workers(nodes[1]):
         os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
@@ -217,12 +225,8 @@ def test_a_killed_coordinator_is_one_line_from_the_other_process(tmp_path):
     # dies; its supervisor replaces that report with the line.
     spec = _spec(tmp_path, steps=12, learning_rate=1e-4)
     run = tmp_path / "two"
-    nodes = _start_nodes(["train", str(spec), "--out", str(run)])
+    nodes = _past_the_first_checkpoint(spec, run)
     state = run / "checkpoint.json"
-    deadline = time.monotonic() + 180
-    while not (state.exists() and json.loads(state.read_text())["epoch"] >= 1):
-        assert time.monotonic() < deadline and all(n.poll() is None for n in nodes)
-        time.sleep(0.05)
     os.kill(nodes[0].pid, signal.SIGKILL)
     killed = time.monotonic()
     codes, outputs = _finish(nodes, timeout=40)
