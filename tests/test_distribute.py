@@ -285,3 +285,27 @@ def test_train_prints_the_commands_for_several_machines(tmp_path):
         "  torchrun --nnodes=2 --nproc-per-node=gpu --rdzv-backend=c10d "
         f"--rdzv-endpoint=HOST0:29500 --rdzv-id=contrastive -m contrastive_cli.main "
         f"--backend torch train {spec}")
+
+
+@pytest.mark.parametrize("message, processes, index, who", [
+    (("Collective ops is aborted by: ... The following tasks are unhealthy "
+      "(stopped sending heartbeats): /job:worker/replica:0/task:1"), 3, 0,
+     "process 1 of 3 stopped responding"),
+    # The broken connection can abort the collective before the health check
+    # names the task: of two, the other one.
+    ("Collective ops is aborted by: recvmsg:Connection reset by peer", 2, 0,
+     "process 1 of 2 stopped responding"),
+    ("Collective ops is aborted by: recvmsg:Connection reset by peer", 3, 2,
+     ("process 2 of 3 lost its connection to the others (Collective ops is aborted by: "
+      "recvmsg:Connection reset by peer)")),
+])
+def test_tensorflow_names_the_lost_worker(message, processes, index, who):
+    from types import SimpleNamespace
+
+    from contrastive.distribute.tensorflow_backend import TensorFlowDistribution
+
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in range(processes)]}
+    worker = SimpleNamespace(num_processes=processes, process_index=index,
+                             tf_strategy=SimpleNamespace(cluster_resolver=SimpleNamespace(
+                                 cluster_spec=lambda: SimpleNamespace(as_dict=lambda: cluster))))
+    assert TensorFlowDistribution._lost(worker, message) == who

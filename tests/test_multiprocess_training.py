@@ -90,13 +90,20 @@ def _one_process(spec, run):
     that one computes on the workers' replicas exactly (the same weights to
     the bit), so it would share their faults, while one device tells
     whether the two workers train as one process does (synchronized batch
-    norm and gathered negatives included)."""
+    norm and gathered negatives included).
+
+    Started here, finished by `_finished`: it runs while the nodes start
+    and while a survivor waits to see its peer gone."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     strategy = "data_parallel" if BACKEND == "jax" else "none"
-    done = subprocess.run([sys.executable, "-m", "contrastive_cli.main", "train", str(spec),
-                           "--set", f"distribute.strategy={strategy}", "--out", str(run)],
-                          check=False, capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
+    return subprocess.Popen([sys.executable, "-m", "contrastive_cli.main", "train", str(spec),
+                             "--set", f"distribute.strategy={strategy}", "--out", str(run)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _finished(one):
+    _, errors = one.communicate(timeout=300)
+    assert one.returncode == 0, errors[-3000:]
 
 
 def _start_nodes(args):
@@ -135,9 +142,10 @@ def _finish(nodes, timeout=240, stop_after=None):
 
 def test_two_nodes_reach_the_weights_of_one_process(tmp_path):
     spec = _spec(tmp_path, steps=2, evaluate=True)
-    _one_process(spec, tmp_path / "one")
+    one = _one_process(spec, tmp_path / "one")
     codes, outputs = _finish(_start_nodes(["train", str(spec), "--out", str(tmp_path / "two")]))
     assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    _finished(one)
     _assert_same_weights(tmp_path / "two", tmp_path / "one")
     # The logged loss is the global batch's, not the chief's rows'.
     np.testing.assert_allclose(_losses(tmp_path / "two"), _losses(tmp_path / "one"), rtol=1e-4)
@@ -162,9 +170,10 @@ def test_two_workers_stream_the_batches_of_one_process(tmp_path):
                 tmp_path / "images" / f"class{c}" / f"{i:02d}.png")
     data = {"name": "image_folder", "path": str(tmp_path / "images"), "size": 8, "cache": False}
     spec = _spec(tmp_path, steps=2, data=data, mode="stream")
-    _one_process(spec, tmp_path / "one")
+    one = _one_process(spec, tmp_path / "one")
     codes, outputs = _finish(_start_nodes(["train", str(spec), "--out", str(tmp_path / "two")]))
     assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    _finished(one)
     _assert_same_weights(tmp_path / "two", tmp_path / "one")
 
 
@@ -195,7 +204,7 @@ def _past_the_first_checkpoint(spec, run):
 
 def test_a_killed_worker_then_resume_reaches_the_same_weights(tmp_path):
     spec = _spec(tmp_path, steps=12, learning_rate=1e-4)
-    _one_process(spec, tmp_path / "one")
+    one = _one_process(spec, tmp_path / "one")
     run = tmp_path / "two"
     nodes = _past_the_first_checkpoint(spec, run)
     state = run / "checkpoint.json"
@@ -216,6 +225,7 @@ def test_a_killed_worker_then_resume_reaches_the_same_weights(tmp_path):
     assert json.loads(state.read_text())["epoch"] < EPOCHS, "the run ended before the kill"
     codes, outputs = _finish(_start_nodes(["train", "--resume", str(run)]))
     assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    _finished(one)
     _assert_same_weights(run, tmp_path / "one")
 
 

@@ -183,11 +183,15 @@ class TensorFlowDistribution(Distribution):
 
     def _lost(self, message):
         """`who` for `watch` from the error's text: the unhealthy tasks as
-        process indices, else this process' lost connection."""
+        process indices; else, of two processes, the other one (the
+        collective can fail on the broken connection before the health
+        check names the task); else this process' lost connection."""
         chiefs = len(self.tf_strategy.cluster_resolver.cluster_spec().as_dict().get("chief", []))
         _, marker, unhealthy = message.partition("unhealthy")
         tasks = re.findall(r"/job:(chief|worker)/replica:\d+/task:(\d+)", unhealthy if marker else "")
         found = sorted({int(index) + (chiefs if kind == "worker" else 0) for kind, index in tasks})
+        if not found and self.num_processes == 2:
+            found = [1 - self.process_index]
         if found:
             names = ", ".join(map(str, found))
             return (f"process{'es' if len(found) > 1 else ''} {names} of {self.num_processes} "
