@@ -58,8 +58,14 @@ def main(argv=None):
 
     # A non-coordinator process of a multi-process jax run runs its command
     # in a supervised child (see `jax_supervisor`).
-    if jax_supervisor.needed():
-        sys.exit(jax_supervisor.supervise(sys.argv[1:] if argv is None else list(argv)))
+    args = sys.argv[1:] if argv is None else list(argv)
+    if jax_supervisor.needed(args):
+        try:
+            sys.exit(jax_supervisor.supervise(args))
+        except OSError as exc:
+            click.echo(f"error: could not start the supervised training process: {exc}",
+                       err=True)
+            sys.exit(1)
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     warnings.formatwarning = _one_line_warning
     try:

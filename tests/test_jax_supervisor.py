@@ -5,7 +5,12 @@ whole path (kill -9 of a coordinator) is in test_multiprocess_training."""
 
 import io
 import json
+import os
 import queue
+import subprocess
+import sys
+import threading
+import time
 
 import pytest
 
@@ -26,40 +31,96 @@ FATAL = [
 ]
 
 
-def _relayed(lines):
+def _relayed(lines, pause=0.0):
+    """`_relay` over `lines`, `pause` seconds between them."""
     stream = queue.Queue()
-    for line in [*lines, _END]:
-        stream.put(line)
+
+    def feed():
+        for line in [*lines, _END]:
+            stream.put(line)
+            time.sleep(pause)
+
+    threading.Thread(target=feed, daemon=True).start()
     out = io.BytesIO()
-    return _relay(stream, out), out.getvalue()
+    fatal, said, report = _relay(stream, out, lambda: None)
+    return fatal, said, report, out.getvalue()
 
 
-@pytest.mark.parametrize("environ, expected", [
-    ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": "1"}, True),
-    ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": "0"}, False),
-    ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "1", "KERAS_DISTRIBUTION_PROCESS_ID": "0"}, False),
-    ({}, False),
-    ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": "1",
-      jax_supervisor.SUPERVISED: "1"}, False),
-    ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "two", "KERAS_DISTRIBUTION_PROCESS_ID": "1"}, False),
+SEVERAL = {"KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": "1",
+           "KERAS_BACKEND": "jax"}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("argv, environ, expected", [
+    (["train", "s.yaml"], SEVERAL, True),
+    (["--backend", "jax", "train", "s.yaml"], {**SEVERAL, "KERAS_BACKEND": "torch"}, True),
+    (["--backend", "torch", "train", "s.yaml"], SEVERAL, False),
+    (["train", "s.yaml"], {**SEVERAL, "KERAS_BACKEND": "tensorflow"}, False),
+    (["embed", "--run", "r"], SEVERAL, False),
+    (["--version"], SEVERAL, False),
+    (["train", "s.yaml"], {**SEVERAL, "KERAS_DISTRIBUTION_PROCESS_ID": "0"}, False),
+    (["train", "s.yaml"], {**SEVERAL, "KERAS_DISTRIBUTION_NUM_PROCESSES": "1"}, False),
+    (["train", "s.yaml"], {"KERAS_BACKEND": "jax"}, False),
+    (["train", "s.yaml"], {**SEVERAL, jax_supervisor.SUPERVISED: "1"}, False),
+    (["train", "s.yaml"], {**SEVERAL, "KERAS_DISTRIBUTION_NUM_PROCESSES": "two"}, False),
 ])
-def test_only_a_non_coordinator_of_several_processes_is_supervised(environ, expected):
-    assert needed(environ) is expected
+def test_only_jax_training_on_a_non_coordinator_is_supervised(argv, environ, expected):
+    assert needed(argv, environ) is expected
 
 
-def test_jax_fatal_report_and_the_warnings_before_it_are_dropped():
-    fatal, out = _relayed([b"epoch 1/3\n", *FATAL])
-    assert fatal
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("args, code, says", [
+    (["train", "--help"], 0, "Usage: contrastive train"),
+    (["train", "missing.yaml"], 2, "error: "),
+])
+def test_the_supervised_child_s_output_and_status_come_through(tmp_path, args, code, says):
+    done = subprocess.run([sys.executable, "-m", "contrastive_cli.main", "--backend", "jax",
+                           *args], env={**os.environ, **SEVERAL}, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == code, done.stderr
+    if code == 0:
+        assert says in done.stdout
+    else:  # bad input: one line, through the supervisor
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(says), done.stderr
+
+
+def test_jax_fatal_report_and_the_warnings_before_it_are_set_aside():
+    fatal, said, report, out = _relayed([b"epoch 1/3\n", *FATAL])
+    assert fatal and not said
     assert out == b"epoch 1/3\n"
+    assert report == FATAL  # from the first absl line held before it
 
 
 def test_everything_else_passes_in_order():
-    # absl lines are held a moment, never dropped, without a fatal report.
     lines = [b"I1129 05:45:11.1 1 port.cc:153] oneDNN custom operations are on.\n",
-             b"epoch 1/3\n", b"W1129 05:45:12.2 1 x.cc:1] a warning\n", b"done\n"]
-    fatal, out = _relayed(lines)
-    assert not fatal
+             b"epoch 1/3\n", b"W1129 05:45:12.2 1 x.cc:1] a warning\n", b"error: a line\n"]
+    fatal, said, report, out = _relayed(lines)
+    assert not fatal and said and report == []
     assert out == b"".join(lines)
+
+
+def test_absl_lines_are_held_only_a_moment():
+    # Without a fatal report they pass on after the hold, before the child
+    # ends.
+    stream = queue.Queue()
+    stream.put(b"W1129 05:45:12.2 1 x.cc:1] a warning\n")
+    out = io.BytesIO()
+    relay = threading.Thread(target=_relay, args=(stream, out, lambda: None), daemon=True)
+    relay.start()
+    time.sleep(1.6)
+    assert out.getvalue() == b"W1129 05:45:12.2 1 x.cc:1] a warning\n"
+    stream.put(_END)
+    relay.join(5)
+
+
+def test_reading_stops_when_the_child_is_gone_and_its_pipe_stays_open():
+    stream = queue.Queue()
+    stream.put(b"last words\n")
+    out = io.BytesIO()
+    start = time.monotonic()
+    assert _relay(stream, out, lambda: 1) == (False, False, [])
+    assert out.getvalue() == b"last words\n" and time.monotonic() - start < 5
 
 
 def test_the_line_reads_the_checkpoint_when_it_is_said(tmp_path):
@@ -76,3 +137,9 @@ def test_the_line_reads_the_checkpoint_when_it_is_said(tmp_path):
     state.write_text(json.dumps({"epoch": 2}))
     assert "during epoch 3 of 3; the last checkpoint is epoch 2 in" in _line_from_note(note)
     assert _line_from_note(tmp_path / "missing.json") is None
+    # From `jax.distributed.initialize` until training starts.
+    note.write_text(json.dumps({"who": "process 0 of 2 (the coordinator, h:1) "
+                                       "stopped responding"}))
+    assert _line_from_note(note) == ("process 0 of 2 (the coordinator, h:1) stopped responding "
+                                     "before training started; start the run again on every "
+                                     "process")

@@ -96,9 +96,25 @@ def _one_process(spec, run):
     and while a survivor waits to see its peer gone."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     strategy = "data_parallel" if BACKEND == "jax" else "none"
-    return subprocess.Popen([sys.executable, "-m", "contrastive_cli.main", "train", str(spec),
-                             "--set", f"distribute.strategy={strategy}", "--out", str(run)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    one = subprocess.Popen([sys.executable, "-m", "contrastive_cli.main", "train", str(spec),
+                            "--set", f"distribute.strategy={strategy}", "--out", str(run)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    _references.append(one)
+    return one
+
+
+_references = []
+
+
+@pytest.fixture(autouse=True)
+def _no_reference_left():
+    """A test that fails before `_finished` leaves no reference running."""
+    yield
+    while _references:
+        one = _references.pop()
+        if one.poll() is None:
+            one.kill()
+            one.communicate()
 
 
 def _finished(one):
@@ -179,7 +195,7 @@ def test_two_workers_stream_the_batches_of_one_process(tmp_path):
 
 def _workers(node):
     """The training processes of `node`: torchrun's workers, or the node's
-    own process (jax)."""
+    own process (jax: a supervisor, whose child dies with it; tensorflow)."""
     if BACKEND != "torch":
         return [node.pid]
     agent = node

@@ -77,6 +77,9 @@ def _initialize(processes):
                                heartbeat_timeout_seconds=HEARTBEAT_SECONDS)
     atexit.register(_outlive_others)
     distribution_lib.initialize_rng()
+    if jax.process_index() != 0:
+        write_note({"who": coordinator_lost(processes, addresses.split(",")[0]
+                                            if addresses else "?")})
 
 
 def _client():
@@ -247,6 +250,11 @@ class JaxDistribution(Distribution):
             loss.replica_offset = 0
 
 
+def coordinator_lost(processes, coordinator):
+    """`who` (see `Distribution.watch`) for a lost coordinator."""
+    return f"process 0 of {processes} (the coordinator, {coordinator}) stopped responding"
+
+
 _watches = itertools.count()
 # Held by the thread that reports a lost process, until the process exits.
 _stopping = threading.Lock()
@@ -303,8 +311,7 @@ class Watchdog:
                 f"stopped responding")
 
     def _coordinator_lost(self):
-        return (f"process 0 of {self.processes} (the coordinator, {self.coordinator}) "
-                "stopped responding")
+        return coordinator_lost(self.processes, self.coordinator)
 
     def _keep_note(self):
         """Under a supervisor (`jax_supervisor`), what the line for a lost

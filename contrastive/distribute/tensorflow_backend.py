@@ -29,6 +29,9 @@ from contrastive.distribute.tensorflow_fit import (
 )
 from contrastive.errors import ProcessLost, SpecError
 
+# How a collective reports the connection to a peer broken.
+_BROKEN_CONNECTION = re.compile(r"(?i)reset by peer|connection (closed|reset|refused)|socket closed")
+
 
 def configure_logical_cpus(count):
     """Splits the CPU into `count` logical devices. Returns whether
@@ -183,14 +186,14 @@ class TensorFlowDistribution(Distribution):
 
     def _lost(self, message):
         """`who` for `watch` from the error's text: the unhealthy tasks as
-        process indices; else, of two processes, the other one (the
-        collective can fail on the broken connection before the health
-        check names the task); else this process' lost connection."""
+        process indices; else, of two processes whose connection broke, the
+        other one (the collective can fail on the broken connection before
+        the health check names the task); else this process' lost connection."""
         chiefs = len(self.tf_strategy.cluster_resolver.cluster_spec().as_dict().get("chief", []))
         _, marker, unhealthy = message.partition("unhealthy")
         tasks = re.findall(r"/job:(chief|worker)/replica:\d+/task:(\d+)", unhealthy if marker else "")
         found = sorted({int(index) + (chiefs if kind == "worker" else 0) for kind, index in tasks})
-        if not found and self.num_processes == 2:
+        if not found and self.num_processes == 2 and _BROKEN_CONNECTION.search(message):
             found = [1 - self.process_index]
         if found:
             names = ", ".join(map(str, found))
