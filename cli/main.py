@@ -66,7 +66,7 @@ def main(argv=None):
             click.echo(f"error: could not start the supervised training process: {exc}",
                        err=True)
             sys.exit(1)
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    debug = "--debug" in args
     warnings.formatwarning = _one_line_warning
     try:
         _check_backend_variable()

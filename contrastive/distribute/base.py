@@ -315,15 +315,16 @@ def machine_commands(backend, argv, machines=2, port=29500):
     return lines
 
 
-def configured_backend():
+def configured_backend(environ=None):
     """The backend Keras will load, found without importing it: as Keras
     decides, `KERAS_BACKEND`, else `keras.json` (in `KERAS_HOME`, else
-    `~/.keras`), else tensorflow."""
+    `~/.keras`), else tensorflow. `environ`: default `os.environ`."""
     import json
 
-    if os.environ.get("KERAS_BACKEND"):
-        return os.environ["KERAS_BACKEND"]
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    environ = os.environ if environ is None else environ
+    if environ.get("KERAS_BACKEND"):
+        return environ["KERAS_BACKEND"]
+    home = environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     try:
         with open(os.path.join(home, "keras.json"), encoding="utf-8") as f:
             return json.load(f).get("backend") or "tensorflow"

@@ -275,8 +275,9 @@ class Watchdog:
     `HEARTBEAT_SECONDS`). The coordinator's own death is not seen here:
     jax's client then ends the process from C++ at once (the service is
     unreachable); the process' supervisor (`jax_supervisor`) prints the
-    line this watchdog keeps ready in its note. On leaving, every process waits for the
-    others, so that none is taken for dead for having finished first.
+    line from the note this watchdog keeps. On leaving, every process waits
+    for the others, so that none is taken for dead for having finished
+    first.
 
     Args:
         client: jax's coordination client.
@@ -293,6 +294,7 @@ class Watchdog:
         self.coordinator = coordinator
         self.explain = explain
         self._done = threading.Event()
+        self._note = None
         self._thread = threading.Thread(target=self._run, name="contrastive-watchdog",
                                         daemon=True)
 
@@ -318,11 +320,15 @@ class Watchdog:
         coordinator needs (`LostProcess.note`): this process cannot print it
         then."""
         note = getattr(self.explain, "note", None)
-        if self.process != 0 and note is not None:
-            write_note(note(self._coordinator_lost()))
+        if self.process == 0 or note is None:
+            return
+        note = note(self._coordinator_lost())
+        if note != self._note:  # it changes once an epoch
+            write_note(note)
+            self._note = note
 
     def _run(self):
-        while not self._done.wait(0.5):
+        while not self._done.wait(1.0):
             self._keep_note()
             who = self.lost()
             if who is not None and not self._done.is_set():

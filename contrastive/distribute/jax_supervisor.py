@@ -23,7 +23,6 @@ import contextlib
 import ctypes
 import json
 import os
-import pathlib
 import queue
 import re
 import signal
@@ -33,6 +32,7 @@ import tempfile
 import threading
 import time
 
+from contrastive.distribute.base import configured_backend
 from contrastive.distribute.lost import LostProcess
 
 # In the child: set by the supervisor.
@@ -54,20 +54,14 @@ _END = object()
 
 
 def _backend(argv, environ):
-    """The Keras backend the command will use: `--backend`, else
-    `KERAS_BACKEND`, else `keras.json`'s (Keras' default: tensorflow)."""
+    """The Keras backend the command will use: `--backend`, else the
+    configured one."""
     for i, arg in enumerate(argv):
         if arg == "--backend" and i + 1 < len(argv):
             return argv[i + 1]
         if arg.startswith("--backend="):
             return arg.partition("=")[2]
-    if environ.get("KERAS_BACKEND"):
-        return environ["KERAS_BACKEND"]
-    home = environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    try:
-        return json.loads(pathlib.Path(home, "keras.json").read_text())["backend"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return "tensorflow"
+    return configured_backend(environ)
 
 
 def _command(argv):

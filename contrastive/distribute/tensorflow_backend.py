@@ -30,7 +30,8 @@ from contrastive.distribute.tensorflow_fit import (
 from contrastive.errors import ProcessLost, SpecError
 
 # How a collective reports the connection to a peer broken.
-_BROKEN_CONNECTION = re.compile(r"(?i)reset by peer|connection (closed|reset|refused)|socket closed")
+_BROKEN_CONNECTION = re.compile(
+    r"(?i)reset by peer|connection (closed|reset|refused)|socket closed")
 
 
 def configure_logical_cpus(count):
