@@ -13,11 +13,14 @@
 # others running):
 #   1. throughput-jax   benchmarks/throughput.py: full step vs floor, jax
 #   2. cifar10-jax      benchmarks/cifar10.py: 100 epochs, kNN and linear
-#   3. throughput-torch benchmarks/throughput.py on torch (with the speed-ups
-#                       of contrastive.torch_speed, on by default)
-#   4. throughput-torch-base  the same without them (CONTRASTIVE_TORCH_FAST=0)
-#   5. overhead-torch   benchmarks/overhead.py at full size: Keras on torch
-#                       against the plain torch module, eager and compiled
+#   3. throughput-torch benchmarks/throughput.py on torch, full step only: the
+#                       traced step of contrastive.torch_step compiled by
+#                       inductor (--jit true), its compilation in the
+#                       first epoch, and one step of the compiled graph
+#                       checked against the uncompiled one
+#   4. overhead-torch   benchmarks/overhead.py at full size: Keras' eager step
+#                       on torch (with contrastive.torch_speed) against the
+#                       plain torch module, eager and compiled
 # $OUT/log.txt holds everything printed; $OUT/summary.txt the table printed last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -84,15 +87,15 @@ if [ "$mode" = dry ]; then
     cifar=(--set encoder.name=small_cnn --set encoder.widths=[8,16] --set train.epochs=2
            --set schedule.warmup=1 --set train.batch_size=32 --set train.precision=float32
            --set eval.linear.epochs=2 --set eval.knn.k=5 --set output.checkpoint_every=1)
-    ttput=("${tput[@]}")
-    over=(--steps 2)
-    limits=(300 300 300 300 300)
+    ttput=("${tput[@]}" --no-floor --jit true)
+    over=(--steps 2 --no-jit)
+    limits=(300 300 300 300)
 else
     tput=(--batch-size 512 --steps 50)
     cifar=(--set output.checkpoint_every=25)
-    ttput=(--batch-size 512 --steps 20)
-    over=(--batch-size 512 --size 32 --precision mixed_bfloat16 --steps 20 --compile)
-    limits=(100 300 60 50 80)
+    ttput=(--batch-size 512 --steps 20 --no-floor --jit true)
+    over=(--batch-size 512 --size 32 --precision mixed_bfloat16 --steps 20 --compile --no-jit)
+    limits=(100 300 150 70)
 fi
 
 {
@@ -130,9 +133,7 @@ phase cifar10-jax "${limits[1]}" jax "$python" benchmarks/cifar10.py --data "$da
 cp "$work/cifar10-run/run/metrics.csv" "$OUT/cifar10-metrics.csv" 2>/dev/null
 phase throughput-torch "${limits[2]}" torch "$python" benchmarks/throughput.py "${ttput[@]}" \
     --output "$OUT/throughput-torch.json"
-phase throughput-torch-base "${limits[3]}" torch env CONTRASTIVE_TORCH_FAST=0 \
-    "$python" benchmarks/throughput.py "${ttput[@]}" --output "$OUT/throughput-torch-base.json"
-phase overhead-torch "${limits[4]}" torch "$python" benchmarks/overhead.py "${over[@]}" \
+phase overhead-torch "${limits[3]}" torch "$python" benchmarks/overhead.py "${over[@]}" \
     --output "$OUT/overhead-torch.json"
 
 "$python" benchmarks/gpu_summary.py "$OUT" | tee "$OUT/summary.txt"

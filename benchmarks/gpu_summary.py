@@ -54,19 +54,18 @@ def rows(folder):
                         ("cifar10 last loss", epochs[-1].get("loss"))]
     torch = _read(folder, "throughput-torch.json")
     if torch:
-        out += [
-            ("torch full step, source images/s", torch["full_images_per_second"]),
-            ("torch floor (encoder+head), source images/s", torch["floor_images_per_second"]),
-            ("torch full / floor", torch["ratio"]),
-        ]
+        out.append(("torch full step, source images/s", torch["full_images_per_second"]))
+        for key, what in (("traced_step", "torch step traced (torch_step)"),
+                          ("traced_step_compiled", "torch traced step compiled"),
+                          ("traced_step_failure", "torch step not traced because"),
+                          ("compiled_vs_traced", "torch compiled vs traced, max rel. diff"),
+                          ("first_epoch_seconds", "torch first epoch (compilation) seconds"),
+                          ("floor_images_per_second", "torch floor (encoder+head), images/s"),
+                          ("ratio", "torch full / floor")):
+            if key in torch:
+                out.append((what, torch[key]))
     else:
         out.append(("torch throughput", "missing"))
-    base = _read(folder, "throughput-torch-base.json")
-    if base and torch:
-        out.append(("torch full step without torch_speed, images/s",
-                    base["full_images_per_second"]))
-        out.append(("torch full step, with / without torch_speed",
-                    round(torch["full_images_per_second"] / base["full_images_per_second"], 3)))
     overhead = _read(folder, "overhead-torch.json")
     if overhead:
         for key in ("keras_images_per_second", "torch_images_per_second",
@@ -74,6 +73,10 @@ def rows(folder):
                     "ratio_keras_to_torch_compile", "augment_ms_per_view"):
             if key in overhead:
                 out.append((f"torch overhead {key}", overhead[key]))
+        if torch and overhead.get("torch_compile_images_per_second"):
+            out.append(("torch full step / plain compiled torch floor",
+                        round(torch["full_images_per_second"]
+                              / overhead["torch_compile_images_per_second"], 3)))
     else:
         out.append(("torch overhead", "missing"))
     return out

@@ -12,9 +12,14 @@ mixed_bfloat16` measures the same at full size (as `gpu.sh` does).
     KERAS_BACKEND=torch python benchmarks/overhead.py --batch-size 512 \
         --size 32 --precision mixed_bfloat16 --compile --json
 
-Keras: one warm-up epoch (compilation), then three timed epochs of
-`--steps` steps; the median epoch over its steps. Plain torch: three
-warm-up steps, then three rounds of `--steps` steps; the median round.
+On torch with the reference architecture, Keras and plain torch take
+turns (`torch_ab.py`'s variants): a warm-up round each, then `--rounds`
+rounds of `--steps` steps each, the order reversed every other round, so
+that load from other processes hits both alike; the medians of each and
+the median of the per-round ratios. Elsewhere, Keras alone: one warm-up
+epoch (compilation), then three timed epochs; the median epoch. Plain
+torch under `torch.compile` (`--compile`): three warm-up steps, then three
+rounds, the median round.
 The plain module is the CIFAR ResNet-18 + MLP head of
 `benchmarks/torch_reference.py`, so a spec with another encoder has no
 torch reference. Both train on ready-made views with the floor's trivial
@@ -79,6 +84,32 @@ def augment_ms(spec, batch_size, size, repeats):
     return statistics.median(times) * 1000
 
 
+def interleaved(spec, args, jit, cifar_stem):
+    """Keras and plain torch taking turns (see the module's description)."""
+    from contrastive import torch_speed
+    from torch_ab import keras_variant, torch_variant
+
+    on = torch_speed._from_environment()
+    switches = {name: name in on for name in torch_speed.SWITCHES}
+    keras_run, _ = keras_variant(spec, switches, args.batch_size, args.size, args.steps, jit)
+    runs = {"keras": keras_run,
+            "torch": torch_variant(args.batch_size, args.size, args.steps,
+                                   spec["train"]["precision"], cifar_stem=cifar_stem)}
+    for run in runs.values():
+        run()
+    times = {name: [] for name in runs}
+    for r in range(args.rounds):
+        for name in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
+            times[name].append(runs[name]())
+    return {
+        "rounds": args.rounds,
+        "keras_ms_per_step": round(statistics.median(times["keras"]), 3),
+        "torch_ms_per_step": round(statistics.median(times["torch"]), 3),
+        "ratio_keras_to_torch": round(statistics.median(
+            k / t for k, t in zip(times["keras"], times["torch"])), 3),
+    }
+
+
 def is_reference_architecture(spec):
     """True when the spec's encoder and head are what `torch_reference`
     builds: `resnet18` (CIFAR stem, width 1) and a 2-layer `mlp`."""
@@ -111,22 +142,22 @@ def measure(spec, args, emit=lambda result: None):
         "image_size": args.size,
         "steps": args.steps,
         "encoder": spec["encoder"]["name"],
-        "keras_ms_per_step": round(keras_step_ms(
-            spec, args.batch_size, args.size, args.steps, "auto" if not args.no_jit else False), 3),
     }
-    _rates(result, args.batch_size)
-    emit(result)
+    jit = "auto" if not args.no_jit else False
+    cifar_stem = spec["encoder"].get("cifar_stem")
+    shape = {"cifar_stem": args.size <= 32 if cifar_stem is None else cifar_stem}
     if backend == "torch" and is_reference_architecture(spec):
-        from torch_reference import step_milliseconds
-
-        cifar_stem = spec["encoder"].get("cifar_stem")
-        shape = {"cifar_stem": args.size <= 32 if cifar_stem is None else cifar_stem}
-        plain = step_milliseconds(args.batch_size, args.size, args.steps,
-                                  spec["train"]["precision"], **shape)
-        result["torch_ms_per_step"] = round(plain, 3)
-        result["ratio_keras_to_torch"] = round(result["keras_ms_per_step"] / plain, 3)
+        result.update(interleaved(spec, args, jit, shape["cifar_stem"]))
         _rates(result, args.batch_size)
         emit(result)
+    else:
+        result["keras_ms_per_step"] = round(keras_step_ms(
+            spec, args.batch_size, args.size, args.steps, jit), 3)
+        _rates(result, args.batch_size)
+        emit(result)
+    if "torch_ms_per_step" in result:
+        from torch_reference import step_milliseconds
+
         if args.compile:
             compiled = step_milliseconds(args.batch_size, args.size, args.steps,
                                          spec["train"]["precision"], compile=True, **shape)
@@ -156,6 +187,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=2, help="source images (views: twice)")
     parser.add_argument("--size", type=int, default=8, help="image side")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (torch)")
     parser.add_argument("--precision", default=None, help="default: the spec's train.precision")
     parser.add_argument("--compile", action="store_true", help="also time the plain module under torch.compile")
     parser.add_argument("--no-augment", action="store_true")

@@ -12,6 +12,13 @@ current backend: one epoch of warm-up (compilation), then one timed epoch.
     KERAS_BACKEND=jax python benchmarks/throughput.py benchmarks/cifar10.yaml \
         --batch-size 512 --steps 50 --json
 
+On torch, `--jit true` traces the step (`contrastive.torch_step`;
+compiled on CUDA devices), `auto` (the default) and `false` do not; with
+the traced step compiled, one more step checks the compiled graph
+against the uncompiled one on the same state and draws
+(`compiled_vs_traced`: the largest difference of an updated variable,
+relative to its largest value).
+
 Without SPEC it uses the CIFAR ResNet-18 of `benchmarks/cifar10.yaml` with
 random images, so it needs no data.
 """
@@ -52,7 +59,9 @@ def _floor_model(encoder, head):
     import keras
     from keras import ops
 
-    class Floor(keras.Model):
+    from contrastive.torch_step import TracedTraining
+
+    class Floor(TracedTraining, keras.Model):
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
             self.encoder, self.head = encoder, head
@@ -66,8 +75,8 @@ def _floor_model(encoder, head):
     return Floor()
 
 
-def measure(spec, batch_size, steps, jit_compile):
-    """Returns the full-step and floor figures for `spec`."""
+def measure(spec, batch_size, steps, jit_compile, floor=True):
+    """Returns the full-step and (with `floor`) floor figures for `spec`."""
     import keras
     import numpy as np
 
@@ -91,6 +100,24 @@ def measure(spec, batch_size, steps, jit_compile):
     model.fit(images, epochs=2, batch_size=batch_size, shuffle=False, verbose=0,
               callbacks=[torch_speed.callback(), timer])
     full = batch_size * steps / timer.seconds[-1]
+    result = {
+        "backend": keras.backend.backend(),
+        "device": _device(),
+        "precision": spec.train.precision,
+        "batch_size": batch_size,
+        "image_size": size,
+        "steps": steps,
+        "jit_compile": jit_compile,
+        "full_images_per_second": round(full, 1),
+        "first_epoch_seconds": round(timer.seconds[0], 2),
+    }
+    try:
+        _traced_check(model, result)
+    except Exception as exc:  # noqa: BLE001 (a figure of its own; the timing stands)
+        first = str(exc).strip().splitlines()
+        result["compiled_vs_traced"] = f"check failed: {type(exc).__name__}: {first[0] if first else ''}"
+    if not floor:
+        return result
 
     views = rng.random((2 * batch_size * steps, size, size, 3), dtype=np.float32)
     floor = _floor_model(build("encoders", spec.encoder, "encoder"), build("heads", spec.head, "head"))
@@ -99,17 +126,44 @@ def measure(spec, batch_size, steps, jit_compile):
     floor.fit(views, epochs=2, batch_size=2 * batch_size, shuffle=False, verbose=0,
               callbacks=[torch_speed.callback(), timer])
     floor_rate = batch_size * steps / timer.seconds[-1]
-    return {
-        "backend": keras.backend.backend(),
-        "device": _device(),
-        "precision": spec.train.precision,
-        "batch_size": batch_size,
-        "image_size": size,
-        "steps": steps,
-        "full_images_per_second": round(full, 1),
-        "floor_images_per_second": round(floor_rate, 1),
-        "ratio": round(full / floor_rate, 4),
-    }
+    result.update(floor_images_per_second=round(floor_rate, 1), ratio=round(full / floor_rate, 4))
+    return result
+
+
+def _traced_check(model, result):
+    """With `contrastive.torch_step`'s traced step: whether it was used, and
+    the compiled graph against the uncompiled one on one more step (same
+    state, the last batch, the same draws)."""
+    from contrastive import torch_step
+
+    step = model.train_function
+    result["traced_step"] = isinstance(step, torch_step.TracedStep) and step.failed is None
+    if not result["traced_step"]:
+        if isinstance(step, torch_step.TracedStep):
+            result["traced_step_failure"] = step.failed
+        return
+
+    entry = step.graphs[torch_step._signature(step.last_batch)]
+    result["traced_step_compiled"] = entry["compiled"]
+    if not entry["compiled"]:
+        return
+    values = [torch_step._values(group) for group in entry["groups"]]
+    batch = step.last_batch
+    noise = torch_step.draw(entry["slots"])
+
+    def copies():
+        return [[v.clone() for v in group] for group in values]
+
+    traced = entry["graph"](*copies(), batch, noise)
+    compiled = entry["run"](*copies(), batch, noise)
+    worst = 0.0
+    for a_group, b_group in zip(traced, compiled):
+        for a, b in zip(a_group, b_group):
+            a, b = a.float(), b.float()
+            scale = float(a.abs().max())
+            if scale > 0:
+                worst = max(worst, float((a - b).abs().max()) / scale)
+    result["compiled_vs_traced"] = worst
 
 
 def _device():
@@ -138,12 +192,16 @@ def main():
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=50, help="timed steps of each")
-    parser.add_argument("--no-jit", action="store_true")
+    parser.add_argument("--jit", choices=("auto", "true", "false"), default="auto",
+                        help="jit_compile of both models")
+    parser.add_argument("--no-jit", action="store_true", help="the same as --jit false")
+    parser.add_argument("--no-floor", action="store_true", help="time the full step only")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--output", default=None, help="also write the JSON to this file")
     args = parser.parse_args()
     spec = load_spec(args.spec, args.overrides)
-    result = measure(spec, args.batch_size, args.steps, "auto" if not args.no_jit else False)
+    jit = {"auto": "auto", "true": True, "false": False}["false" if args.no_jit else args.jit]
+    result = measure(spec, args.batch_size, args.steps, jit, floor=not args.no_floor)
     if args.output:
         pathlib.Path(args.output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     if args.json:

@@ -3,7 +3,9 @@ each other and against plain torch, as ratios measured in one process.
 
 Not a test. Every variant is a model of its own built with its switches
 (`--variant name=switch,switch`; `none`, `default` (what the environment
-turns on by default) or `all`); the variants and the
+turns on by default) or `all`; `jit` among them: the traced, compiled
+step of `contrastive.torch_step`, its compilation in the warm-up round);
+the variants and the
 plain-torch reference (`torch_reference.py`, same architecture) take turns,
 one round of `--steps` steps each through `fit` (one epoch), for `--rounds`
 rounds, order reversed every other round, so that load from other
@@ -110,14 +112,14 @@ def _timed_fit(model, x, batch_size, steps, switches):
     return run
 
 
-def torch_variant(batch_size, size, steps, precision):
+def torch_variant(batch_size, size, steps, precision, cifar_stem=True):
     import torch
 
     from torch_reference import build
 
     torch.manual_seed(0)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = build().to(device).to(memory_format=torch.channels_last)
+    model = build(cifar_stem=cifar_stem).to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     views = torch.rand(2 * batch_size, 3, size, size, device=device).to(
         memory_format=torch.channels_last)
@@ -140,6 +142,14 @@ def torch_variant(batch_size, size, steps, precision):
         return (time.perf_counter() - start) * 1000 / steps
 
     return run
+
+
+def parse_variant(text, jit_default):
+    """`(switches, jit)` of a variant's text (`jit` among the names turns
+    the traced step on)."""
+    names = [t.strip() for t in text.split(",")]
+    jit = "jit" in names or jit_default
+    return parse_switches(",".join(n for n in names if n != "jit") or "none"), jit
 
 
 def parse_switches(text):
@@ -190,13 +200,14 @@ def main(argv=None):
     variants = args.variant or ["base=none", "fast=default"]
     runs = {}
     for item in variants:
-        name, _, switches = item.partition("=")
+        name, _, text = item.partition("=")
+        switches, jit = parse_variant(text, bool(args.jit))
         if args.full:
-            runs[name], _ = keras_full_variant(spec, parse_switches(switches), args.batch_size,
-                                               args.size, args.steps, bool(args.jit))
+            runs[name], _ = keras_full_variant(spec, switches, args.batch_size,
+                                               args.size, args.steps, jit)
         else:
-            runs[name], _ = keras_variant(spec, parse_switches(switches), args.batch_size,
-                                          args.size, args.steps, bool(args.jit), args.optimizer)
+            runs[name], _ = keras_variant(spec, switches, args.batch_size,
+                                          args.size, args.steps, jit, args.optimizer)
     if not args.no_reference and not args.full:
         runs["plain_torch"] = torch_variant(args.batch_size, args.size, args.steps,
                                             spec["train"]["precision"])

@@ -347,9 +347,56 @@ def _next_seed(generator):
     return (first + second) & 0xFFFFFFFF
 
 
+_draws = None
+
+
+@contextlib.contextmanager
+def drawing(draws):
+    """Inside the block, `uniform` calls `draws.take(shape, minval, maxval,
+    dtype, seed)` instead of drawing (`torch_step` traces a step so)."""
+    global _draws
+    saved, _draws = _draws, draws
+    try:
+        yield draws
+    finally:
+        _draws = saved
+
+
+def realized(tree):
+    """`tree` as it is; while a step is traced (`drawing`), every torch
+    tensor in it through an opaque copy, so that the compiled graph
+    computes it once. Inductor otherwise recomputes a chain of cheap
+    element-wise ops inside each kernel that reads it, and a discontinuous
+    chain (a crop box chosen by comparisons) can come out different in two
+    kernels: the backward pass would see other views than the forward."""
+    if _draws is None:
+        return tree
+    import torch
+
+    op = _realize_op()
+    return keras.tree.map_structure(lambda x: op(x) if isinstance(x, torch.Tensor) else x, tree)
+
+
+@functools.lru_cache(maxsize=1)
+def _realize_op():
+    import torch
+
+    @torch.library.custom_op("contrastive::realize", mutates_args=())
+    def realize(x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @realize.register_fake
+    def _(x):
+        return torch.empty_like(x)
+
+    return realize
+
+
 def uniform(shape, minval=0.0, maxval=1.0, dtype="float32", seed=None):
     """`keras.random.uniform`; with switch `seeds` on torch and a
     `SeedGenerator` seed, the same numbers without a host sync."""
+    if _draws is not None:
+        return _draws.take(shape, minval, maxval, dtype, seed)
     if not (enabled("seeds") and isinstance(seed, keras.random.SeedGenerator)):
         return keras.random.uniform(shape, minval=minval, maxval=maxval, dtype=dtype, seed=seed)
     import torch
@@ -373,8 +420,9 @@ def uniform(shape, minval=0.0, maxval=1.0, dtype="float32", seed=None):
 
 def apply_stages(layer, images, params):
     """`layer.apply(images, params)`, through `torch.compile` (cached on the
-    layer) with switch `compile_augment` in an eager torch step."""
-    if enabled("compile_augment"):
+    layer) with switch `compile_augment` in an eager torch step (a traced
+    step compiles it with the rest)."""
+    if enabled("compile_augment") and _draws is None:
         import torch
 
         if not torch.compiler.is_compiling():
@@ -383,7 +431,7 @@ def apply_stages(layer, images, params):
                 compiled = torch.compile(layer.apply)
                 layer.__dict__["_torch_speed_compiled"] = compiled
             return compiled(images, params)
-    return layer.apply(images, params)
+    return realized(layer.apply(images, params))
 
 
 # Batch norm -----------------------------------------------------------------

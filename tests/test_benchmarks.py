@@ -67,6 +67,23 @@ def test_gpu_summary_reports_missing_phases_and_partial_runs(tmp_path, capsys):
     assert "torch throughput: missing" in out
 
 
+def test_gpu_summary_reports_the_traced_torch_step(tmp_path, capsys):
+    import gpu_summary
+
+    (tmp_path / "throughput-torch.json").write_text(json.dumps({
+        "device": "GPU X", "full_images_per_second": 800.0, "traced_step": True,
+        "traced_step_compiled": True, "compiled_vs_traced": 2e-6, "first_epoch_seconds": 61.5}))
+    (tmp_path / "overhead-torch.json").write_text(json.dumps({
+        "keras_images_per_second": 500.0, "torch_compile_images_per_second": 1000.0}))
+    gpu_summary.main([str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "torch full step, source images/s: 800.0" in out
+    assert "torch traced step compiled: True" in out
+    assert "torch compiled vs traced, max rel. diff: 2e-06" in out
+    assert "torch full step / plain compiled torch floor: 0.8" in out
+    assert "torch floor" not in out.replace("plain compiled torch floor", "")
+
+
 def test_the_decode_benchmark_pipelines_give_224_pixel_images(tmp_path):
     pytest.importorskip("tensorflow")
     import decode_rate

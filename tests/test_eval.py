@@ -117,6 +117,22 @@ def test_knn_matches_a_direct_computation():
     assert knn_accuracy(train_x, train_y, test_x, test_y, k=5) == np.mean(np.array(expected) == test_y)
 
 
+def test_a_feature_constant_on_the_training_set_is_not_blown_up():
+    from contrastive.evaluation.linear import linear_accuracy
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 64)
+    informative = (labels[:, None] * 2.0 - 1.0) + rng.normal(0, 0.3, (64, 1))
+    train = np.concatenate([informative, np.zeros((64, 1))], axis=1)
+    test = train.copy()
+    test[:, 1] = 0.5  # a dead channel on the training images, alive on the test ones
+    # Divided by a tiny std, the dead feature's 0.5 would swamp the logits
+    # (its weight keeps its random initial value) and decide every image.
+    accuracy = linear_accuracy(train, labels, test, labels, epochs=50, learning_rate=0.05,
+                               num_classes=2)
+    assert accuracy > 0.9
+
+
 def test_balanced_subset_is_fixed_and_balanced():
     labels = np.repeat(np.arange(4), 50)
     first = balanced_subset(labels, 0.1, seed=3)

@@ -42,7 +42,9 @@ def linear_accuracy(train_features, train_labels, test_features, test_labels,
     """Trains a linear classifier on frozen features; returns test accuracy.
 
     Features are computed once (the fast path of the paper's linear
-    evaluation) and standardised with the training set's statistics.
+    evaluation) and standardised with the training set's statistics; a
+    feature constant on the training set is only centred (as scikit-learn's
+    `StandardScaler` does), so that a test value of it is not blown up.
 
     Args:
         train_features, train_labels: the labelled training features.
@@ -63,7 +65,8 @@ def linear_accuracy(train_features, train_labels, test_features, test_labels,
     if num_classes is None:
         num_classes = int(max(train_labels.max(), test_labels.max())) + 1
     mean = train_features.mean(axis=0)
-    std = train_features.std(axis=0) + 1e-6
+    std = train_features.std(axis=0)
+    std = np.where(std > 1e-6 * max(float(np.abs(train_features).max()), 1.0), std, 1.0)
     x_train = ((train_features - mean) / std).astype("float32")
     x_test = ((test_features - mean) / std).astype("float32")
     keras.utils.set_random_seed(seed)

@@ -29,6 +29,7 @@ import keras
 from keras import ops
 
 from contrastive.augmenters._base import connect_replicas
+from contrastive.torch_step import TracedTraining
 
 
 def to_unit_float(images):
@@ -38,7 +39,7 @@ def to_unit_float(images):
     return ops.cast(images, "float32")
 
 
-class Method(keras.Model):
+class Method(TracedTraining, keras.Model):
     """Base class of training methods (see the module's description).
 
     Args:
