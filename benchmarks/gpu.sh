@@ -95,7 +95,7 @@ else
     cifar=(--set output.checkpoint_every=25)
     ttput=(--batch-size 512 --steps 20 --no-floor --jit true)
     over=(--batch-size 512 --size 32 --precision mixed_bfloat16 --steps 20 --compile --no-jit)
-    limits=(100 300 150 70)
+    limits=(90 290 150 60)
 fi
 
 {

@@ -154,13 +154,16 @@ def _traced_check(model, result):
     def copies():
         return [[v.clone() for v in group] for group in values]
 
-    traced = entry["graph"](*copies(), batch, noise)
-    compiled = entry["run"](*copies(), batch, noise)
+    # The optimizer updates the inputs in place; what the step assigns
+    # comes out: both are compared.
+    traced_inputs, compiled_inputs = copies(), copies()
+    traced = entry["graph"](*traced_inputs, batch, noise)
+    compiled = entry["run"](*compiled_inputs, batch, noise)
     worst = 0.0
-    for a_group, b_group in zip(traced, compiled):
+    for a_group, b_group in zip(traced_inputs + list(traced), compiled_inputs + list(compiled)):
         for a, b in zip(a_group, b_group):
             a, b = a.float(), b.float()
-            scale = float(a.abs().max())
+            scale = float(a.abs().max()) if a.numel() else 0.0
             if scale > 0:
                 worst = max(worst, float((a - b).abs().max()) / scale)
     result["compiled_vs_traced"] = worst

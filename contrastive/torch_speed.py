@@ -36,8 +36,8 @@ Switches, all on by default on the torch backend and inert elsewhere:
 
 - `compile_augment` (opt-in): `SimCLRAugment`'s image ops (everything after
   the random draws) run as one `torch.compile`d graph in an eager step
-  (with `train.jit_compile` on, Keras compiles the whole step and the
-  augmentation is part of that graph anyway). The first call compiles
+  (with `train.jit_compile: true`, `contrastive.torch_step` traces the
+  whole step and the augmentation is part of that graph anyway). The first call compiles
   (tens of seconds); fused arithmetic may round differently in the last
   bit.
 

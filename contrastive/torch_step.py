@@ -33,8 +33,9 @@ default) and `false` train eagerly: the compiled step has not run on a
 GPU yet (`benchmarks/gpu.sh` checks it against the uncompiled graph and
 times it), and `auto` turns it on for CUDA devices once it has. On a CUDA
 device the traced graph is compiled by inductor; on a CPU it runs as it
-is, the eager step's operations without Keras' Python (inductor's CPU code
-was no faster there and its vectorised kernels wrong, see `_compiled`).
+is, the eager step's operations without Keras' Python (inductor's CPU
+code takes about a minute to compile a ResNet-18 step there, and its
+vectorised kernels came out wrong, see `_compiled`).
 `CONTRASTIVE_TORCH_STEP=compile` or `graph` chooses for every device.
 """
 
@@ -65,7 +66,7 @@ class TracedTraining:
             return self.train_function
         super().make_train_function(force=True)
         requested = self.__dict__.get("_torch_jit_compile", False)
-        if requested is True and keras.backend.backend() == "torch":
+        if requested is True and keras.backend.backend() == "torch" and not self.run_eagerly:
             reason = applies(self)
             if reason is None:
                 self.train_function = TracedStep(self, self.train_function)
@@ -83,24 +84,24 @@ class Draws:
     """Stands in for `torch_speed.uniform` while a step is traced: records
     each call (`record`) or returns the draws made for it (`replay`)."""
 
-    def __init__(self, mode, values=None):
+    def __init__(self, mode, slots=None):
         self.mode = mode
-        self.slots = []
-        self.values = values
+        self.slots = [] if slots is None else slots
+        self.values = None
         self.taken = 0
 
     def take(self, shape, minval, maxval, dtype, seed):
-        import torch
 
         if not all(isinstance(v, (int, float)) for v in (minval, maxval)):
             raise NotTraceable("a random draw with a tensor range")
         if not isinstance(seed, keras.random.SeedGenerator):
             raise NotTraceable("a random draw without a keras.random.SeedGenerator")
+        slot = (tuple(shape), minval, maxval, dtype, seed)
         if self.mode == "record":
-            self.slots.append((tuple(shape), minval, maxval, dtype, seed))
-            return torch.zeros(tuple(shape), dtype=getattr(torch, dtype))
-        if self.taken >= len(self.values):
-            raise NotTraceable("more random draws than when the step was first traced")
+            self.slots.append(slot)
+            return _zeros_like_draw(slot)
+        if self.taken >= len(self.slots) or self.slots[self.taken] != slot:
+            raise NotTraceable("the random draws differ between two traces of the step")
         value = self.values[self.taken]
         self.taken += 1
         return value
@@ -126,6 +127,8 @@ def applies(model):
         return "compiled metrics"
     if model.optimizer is None:
         return "no optimizer"
+    if isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer):
+        return "mixed_float16's loss scaling decides in Python whether a step is applied"
     return None
 
 
@@ -163,7 +166,7 @@ class TracedStep:
             return self.fallback(data)
         import torch
 
-        batch = data[0]
+        batch = keras.tree.map_structure(_to_tensor, data[0])
         key = _signature(batch)
         entry = self.graphs.get(key)
         fresh = entry is None
@@ -174,23 +177,31 @@ class TracedStep:
             # the first run draws (advancing the seed generators) and
             # updates variables in place, so everything is put back if it
             # fails (compilation happens in that run).
+            # Keras creates its global seed generator on first use: not
+            # inside the trace, where its state would be a fake tensor.
+            from keras.src.random.seed_generator import global_seed_generator
+
+            global_seed_generator()
             saved = [(v, v.value.detach().clone()) for group in self._state() for v in group]
             try:
                 entry = self._trace(batch)
                 outputs = self._run(entry, batch)
+                self._write_back(entry, outputs)
             except Exception as exc:  # noqa: BLE001 (the eager step then says what is wrong, if anything)
                 with torch.no_grad():
                     for variable, value in saved:
                         variable.value.copy_(value)
                 del saved
-                reason = str(exc).strip().splitlines()
-                self.failed = f"{type(exc).__name__}: {reason[0] if reason else ''}"
+                reason = [line for line in str(exc).strip().splitlines() if line.strip()]
+                self.failed = f"{type(exc).__name__}: {reason[0] if reason else 'no message'}"
                 warnings.warn(
                     "train.jit_compile: the torch train step could not be traced into one "
                     f"graph ({self.failed}); training eagerly", stacklevel=2)
                 return self.fallback(data)
             del saved
             self.graphs[key] = entry
+            self.last_batch = batch
+            return self.model.get_metrics_result()
         self._write_back(entry, outputs)
         self.last_batch = batch
         return self.model.get_metrics_result()
@@ -212,7 +223,7 @@ class TracedStep:
         record = Draws("record")
         with torch_speed.drawing(record):
             make_fx(self._step_function(groups, record), tracing_mode="fake")(*values, batch, [])
-        replay = Draws("replay")
+        replay = Draws("replay", record.slots)
         placeholders = [_zeros_like_draw(slot) for slot in record.slots]
         step = self._step_function(groups, replay)
         with torch_speed.drawing(replay):
@@ -258,8 +269,14 @@ class TracedStep:
                 loss = model.optimizer.scale_loss(loss)
                 new_ntv = [_current(scope, v, old) for v, old in zip(non_trainable, ntv)]
                 new_mv = [_current(scope, v, old) for v, old in zip(metric_variables, mv)]
+            # An assigned value may share the storage of a weight (an
+            # assigned `stop_gradient(kernel)`) that the optimizer is about
+            # to update in place: the value assigned is the one before.
+            new_ntv = [new if new is old else new.clone() for new, old in zip(new_ntv, ntv)]
+            new_mv = [new if new is old else new.clone() for new, old in zip(new_mv, mv)]
+            # None for a variable the loss does not reach: the optimizer
+            # skips it, as in the eager step.
             gradients = torch.autograd.grad(loss, leaves, allow_unused=True)
-            gradients = [torch.zeros_like(t) if g is None else g for g, t in zip(gradients, tv)]
             # Keras' torch optimizers update the variables in place: the
             # graph mutates its inputs, which are the variables' own
             # tensors, so that nothing is copied back.
@@ -321,8 +338,9 @@ def _sgd_update(optimizer, grads, variables, learning_rate):
 
 @contextlib.contextmanager
 def _traceable(optimizer):
-    """Inside the block, Keras' torch optimizers that read a tensor as a
-    Python number use a version that does not (only SGD does, in 3.15)."""
+    """Inside the block, Keras' torch SGD, which reads its learning rate as
+    a Python number, uses a version that does not (Adadelta does too, in
+    3.15, and is not traceable)."""
     from keras.src.backend.torch.optimizers import torch_sgd
 
     inner = getattr(optimizer, "inner_optimizer", optimizer)
@@ -356,9 +374,20 @@ def _current(scope, variable, old):
 
 def _zeros_like_draw(slot):
     import torch
+    from keras.src.backend.torch.core import get_device
 
     shape, _, _, dtype, _ = slot
-    return torch.zeros(shape, dtype=getattr(torch, dtype))
+    return torch.zeros(shape, dtype=getattr(torch, dtype), device=get_device())
+
+
+def _to_tensor(x):
+    """A batch leaf as a torch tensor (`train_on_batch` passes NumPy
+    arrays on, which a trace would record as constants)."""
+    import torch
+
+    if x is None or isinstance(x, torch.Tensor):
+        return x
+    return keras.ops.convert_to_tensor(x)
 
 
 def _signature(batch):
@@ -370,11 +399,14 @@ def _signature(batch):
 
 
 def _check_random_free(graph):
+    import torch
+
     for node in graph.graph.nodes:
         if node.op != "call_function":
             continue
+        seeded = torch.Tag.nondeterministic_seeded in getattr(node.target, "tags", ())
         name = str(node.target).split(".")
-        if len(name) > 1 and name[1].rstrip("_") in _RANDOM_OPS:
+        if seeded or len(name) > 1 and name[1].rstrip("_") in _RANDOM_OPS:
             raise NotTraceable(f"a random operation ({node.target}) outside torch_speed.uniform")
 
 
