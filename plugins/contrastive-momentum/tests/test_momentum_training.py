@@ -210,3 +210,28 @@ def test_cifar_pretraining_improves_knn(tmp_path, method, settings, epochs, opti
     run = contrastive.train(spec_, out=tmp_path / "run", log=lambda line: None)
     after = knn(run.encoder())
     assert after >= before + margin, (before, after)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_the_traced_torch_step_trains_the_method_as_the_eager_one(arrays, tmp_path, method,
+                                                                  monkeypatch):
+    """`train.jit_compile: true` on torch (`contrastive.torch_step`): the
+    momentum network and the queue, assigned in `call`, come out of the
+    traced graph as they come out of the eager step."""
+    import warnings
+
+    if BACKEND != "torch":
+        pytest.skip("torch: contrastive traces the step itself")
+    monkeypatch.setenv("CONTRASTIVE_TORCH_STEP", "graph")
+    weights = {}
+    for jit in (False, True):
+        data = spec(arrays, method, epochs=2)
+        data["train"]["jit_compile"] = jit
+        data["eval"] = {"knn": {"enabled": False}, "linear": {"enabled": False}}
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message="train.jit_compile")  # no fallback
+            contrastive.train(data, out=tmp_path / str(jit), log=lambda line: None)
+        weights[jit] = checkpoint_weights(tmp_path / str(jit))
+    assert weights[True].keys() == weights[False].keys()
+    for name, value in weights[False].items():
+        np.testing.assert_allclose(weights[True][name], value, rtol=1e-5, atol=1e-6, err_msg=name)
