@@ -362,36 +362,6 @@ def drawing(draws):
         _draws = saved
 
 
-def realized(tree):
-    """`tree` as it is; while a step is traced (`drawing`), every torch
-    tensor in it through an opaque copy, so that the compiled graph
-    computes it once. Inductor otherwise recomputes a chain of cheap
-    element-wise ops inside each kernel that reads it, and a discontinuous
-    chain (a crop box chosen by comparisons) can come out different in two
-    kernels: the backward pass would see other views than the forward."""
-    if _draws is None:
-        return tree
-    import torch
-
-    op = _realize_op()
-    return keras.tree.map_structure(lambda x: op(x) if isinstance(x, torch.Tensor) else x, tree)
-
-
-@functools.lru_cache(maxsize=1)
-def _realize_op():
-    import torch
-
-    @torch.library.custom_op("contrastive::realize", mutates_args=())
-    def realize(x: torch.Tensor) -> torch.Tensor:
-        return x.clone()
-
-    @realize.register_fake
-    def _(x):
-        return torch.empty_like(x)
-
-    return realize
-
-
 def uniform(shape, minval=0.0, maxval=1.0, dtype="float32", seed=None):
     """`keras.random.uniform`; with switch `seeds` on torch and a
     `SeedGenerator` seed, the same numbers without a host sync."""
@@ -431,7 +401,7 @@ def apply_stages(layer, images, params):
                 compiled = torch.compile(layer.apply)
                 layer.__dict__["_torch_speed_compiled"] = compiled
             return compiled(images, params)
-    return realized(layer.apply(images, params))
+    return layer.apply(images, params)
 
 
 # Batch norm -----------------------------------------------------------------

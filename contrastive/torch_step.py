@@ -25,8 +25,8 @@ which is what every backend's compiled step already asks of a method (its
 state in variables, see `contrastive.methods.base`). What would break that
 is refused, and the step falls back to Keras' eager step with one warning:
 Python that reads a tensor's value (fake tensors have none), a random
-operation outside `torch_speed.uniform`, compiled metrics, several
-processes or replicas.
+operation outside `torch_speed.uniform`, compiled metrics, `mixed_float16`'s
+loss scaling, several processes or replicas.
 
 Used by `Method` on torch with `train.jit_compile: true`; `auto` (the
 default) and `false` train eagerly: the compiled step has not run on a
@@ -45,9 +45,6 @@ import warnings
 
 import keras
 
-_RANDOM_OPS = ("rand", "randn", "randint", "randperm", "uniform", "normal", "bernoulli",
-               "multinomial", "exponential", "geometric", "cauchy", "log_normal", "dropout")
-
 
 class TracedTraining:
     """Mixin for a `keras.Model` (before it in the bases): on torch,
@@ -57,6 +54,8 @@ class TracedTraining:
 
     def compile(self, *args, jit_compile="auto", **kwargs):
         if keras.backend.backend() == "torch":
+            if jit_compile is True:
+                step_mode()  # a bad CONTRASTIVE_TORCH_STEP is said before training
             object.__setattr__(self, "_torch_jit_compile", jit_compile)
             jit_compile = False
         super().compile(*args, jit_compile=jit_compile, **kwargs)
@@ -76,6 +75,21 @@ class TracedTraining:
         return self.train_function
 
 
+def step_mode():
+    """`CONTRASTIVE_TORCH_STEP`: "auto" (the default), "compile" or "graph".
+
+    Raises:
+        ContrastiveError: another value (exit status 2 from the CLI).
+    """
+    from contrastive.errors import ContrastiveError
+
+    mode = os.environ.get("CONTRASTIVE_TORCH_STEP", "auto").strip().lower()
+    if mode not in ("auto", "compile", "graph"):
+        raise ContrastiveError(
+            f"CONTRASTIVE_TORCH_STEP: expected auto, compile or graph, received {mode!r}")
+    return mode
+
+
 class NotTraceable(Exception):
     """The step cannot be traced into one graph (the message says why)."""
 
@@ -91,7 +105,6 @@ class Draws:
         self.taken = 0
 
     def take(self, shape, minval, maxval, dtype, seed):
-
         if not all(isinstance(v, (int, float)) for v in (minval, maxval)):
             raise NotTraceable("a random draw with a tensor range")
         if not isinstance(seed, keras.random.SeedGenerator):
@@ -151,10 +164,7 @@ class TracedStep:
         self.model = model
         self.fallback = fallback
         if compile is None:
-            mode = os.environ.get("CONTRASTIVE_TORCH_STEP", "auto").strip().lower()
-            if mode not in ("auto", "compile", "graph"):
-                raise ValueError("CONTRASTIVE_TORCH_STEP: expected auto, compile or graph, "
-                                 f"received {mode!r}")
+            mode = step_mode()
             compile = None if mode == "auto" else mode == "compile"
         self.compile = compile
         self.graphs = {}
@@ -171,7 +181,7 @@ class TracedStep:
         entry = self.graphs.get(key)
         fresh = entry is None
         if not fresh:
-            outputs = self._run(entry, batch)
+            self._write_back(entry, self._run(entry, batch))
         else:
             # Tracing has no side effects (fake tensors, a stateless scope);
             # the first run draws (advancing the seed generators) and
@@ -185,8 +195,7 @@ class TracedStep:
             saved = [(v, v.value.detach().clone()) for group in self._state() for v in group]
             try:
                 entry = self._trace(batch)
-                outputs = self._run(entry, batch)
-                self._write_back(entry, outputs)
+                self._write_back(entry, self._run(entry, batch))
             except Exception as exc:  # noqa: BLE001 (the eager step then says what is wrong, if anything)
                 with torch.no_grad():
                     for variable, value in saved:
@@ -200,9 +209,6 @@ class TracedStep:
                 return self.fallback(data)
             del saved
             self.graphs[key] = entry
-            self.last_batch = batch
-            return self.model.get_metrics_result()
-        self._write_back(entry, outputs)
         self.last_batch = batch
         return self.model.get_metrics_result()
 
@@ -214,6 +220,8 @@ class TracedStep:
                 list(model.optimizer.variables), list(model.metrics_variables))
 
     def _trace(self, batch):
+        import torch
+        from keras.src.backend.torch.core import get_device
         from torch.fx.experimental.proxy_tensor import make_fx
 
         from contrastive import torch_speed
@@ -231,8 +239,7 @@ class TracedStep:
         if replay.taken != len(record.slots):
             raise NotTraceable("the random draws differ between two traces of the step")
         _check_random_free(graph)
-        changed = step.changed
-        device = _device(values)
+        device = torch.device(get_device())
         compile = self.compile if self.compile is not None else device.type == "cuda"
         return {
             "graph": graph,
@@ -240,7 +247,7 @@ class TracedStep:
             "run": _compiled(graph, device) if compile else graph,
             "slots": record.slots,
             "groups": groups,
-            "changed": changed,
+            "changed": step.changed,
         }
 
     def _step_function(self, groups, draws):
@@ -354,15 +361,6 @@ def _traceable(optimizer):
             del inner._parallel_update_step
 
 
-def _device(values):
-    import torch
-
-    for group in values:
-        for value in group:
-            return value.device
-    return torch.device("cpu")
-
-
 def _values(variables):
     return [v.value.detach() for v in variables]
 
@@ -404,9 +402,7 @@ def _check_random_free(graph):
     for node in graph.graph.nodes:
         if node.op != "call_function":
             continue
-        seeded = torch.Tag.nondeterministic_seeded in getattr(node.target, "tags", ())
-        name = str(node.target).split(".")
-        if seeded or len(name) > 1 and name[1].rstrip("_") in _RANDOM_OPS:
+        if torch.Tag.nondeterministic_seeded in getattr(node.target, "tags", ()):
             raise NotTraceable(f"a random operation ({node.target}) outside torch_speed.uniform")
 
 

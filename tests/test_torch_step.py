@@ -269,6 +269,27 @@ def test_only_true_traces_and_the_graph_runs_uncompiled_on_a_cpu(backend, monkey
         assert [entry["compiled"] for entry in model.train_function.graphs.values()] == [False]
 
 
+def test_a_bad_step_mode_is_one_line_before_training(backend, tiny_arrays, tmp_path, monkeypatch,
+                                                     capsys):
+    if backend != "torch":
+        pytest.skip("torch only")
+    import yaml
+    from contrastive_cli.main import main
+    from helpers import tiny_spec
+
+    file = tmp_path / "spec.yaml"
+    file.write_text(yaml.safe_dump(tiny_spec(tiny_arrays, train={
+        "batch_size": 16, "epochs": 1, "steps_per_epoch": 2, "verbose": 0, "jit_compile": True})))
+    monkeypatch.setenv("CONTRASTIVE_TORCH_STEP", "fastest")
+    with pytest.raises(SystemExit) as info:
+        main(["train", str(file), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2
+    assert err[-1] == ("error: CONTRASTIVE_TORCH_STEP: expected auto, compile or graph, "
+                       "received 'fastest'")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_other_backends_keep_keras_compilation(backend):
     if backend == "torch":
         pytest.skip("torch: contrastive compiles the step")

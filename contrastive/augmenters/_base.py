@@ -156,8 +156,8 @@ class Augmenter(keras.layers.Layer):
     def augment(self, images):
         if type(self).sample is Augmenter.sample and type(self).apply is Augmenter.apply:
             raise NotImplementedError
-        params = self.sample_rows(self, self.batch_size(images), tuple(images.shape))
-        return torch_speed.realized(self.apply(images, params))
+        return self.apply(images, self.sample_rows(self, self.batch_size(images),
+                                                   tuple(images.shape)))
 
     def sample_rows(self, stage, batch, shape, *per_image):
         """`stage.sample(batch, shape, *per_image)` for this replica's rows.
@@ -180,12 +180,12 @@ class Augmenter(keras.layers.Layer):
         rows = self.__dict__.get("_replica_rows")
         replicas, index = (1, 0) if rows is None else (rows() or (1, 0))
         if replicas == 1:
-            return torch_speed.realized(stage.sample(batch, shape, *per_image))
+            return stage.sample(batch, shape, *per_image)
         per_image = [ops.tile(value, (replicas,) + (1,) * (len(value.shape) - 1))
                      for value in per_image]
         whole = (None if shape[0] is None else shape[0] * replicas, *shape[1:])
-        return torch_speed.realized(take_rows(stage.sample(batch * replicas, whole, *per_image),
-                                              index * batch, batch))
+        return take_rows(stage.sample(batch * replicas, whole, *per_image),
+                         index * batch, batch)
 
     def sample(self, batch, shape):
         """The random parameters of one call on `batch` images of `shape`
