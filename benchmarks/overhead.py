@@ -86,10 +86,10 @@ def augment_ms(spec, batch_size, size, repeats):
 
 def interleaved(spec, args, jit, cifar_stem):
     """Keras and plain torch taking turns (see the module's description)."""
-    from contrastive import torch_speed
+    from contrastive import torch_speed, torch_switches
     from torch_ab import keras_variant, torch_variant
 
-    on = torch_speed._from_environment()
+    on = torch_switches.fast_switches()
     switches = {name: name in on for name in torch_speed.SWITCHES}
     keras_run, _ = keras_variant(spec, switches, args.batch_size, args.size, args.steps, jit)
     runs = {"keras": keras_run,

@@ -69,7 +69,7 @@ def main(argv=None):
     debug = "--debug" in args
     warnings.formatwarning = _one_line_warning
     try:
-        _check_backend_variable()
+        _check_environment()
         # Without standalone mode, click returns a command's `ctx.exit(code)`.
         code = app.main(args=argv, prog_name="contrastive", standalone_mode=False)
     except click.exceptions.Abort:
@@ -109,13 +109,15 @@ def _one_line_warning(message, category, filename, lineno, line=None):
     return f"warning: {' '.join(str(message).split())}\n"
 
 
-def _check_backend_variable():
+def _check_environment():
+    from contrastive import torch_switches
     from contrastive.errors import SpecError
 
     backend = os.environ.get("KERAS_BACKEND")
     if backend is not None and backend not in BACKENDS:
         raise SpecError(f"expected one of {', '.join(BACKENDS)}, received {backend!r}",
                         file="KERAS_BACKEND")
+    torch_switches.check()
 
 
 if __name__ == "__main__":

@@ -48,38 +48,12 @@ a block (benchmarks compare variants in one process with it).
 """
 
 import contextlib
-import functools
-import os
 
 import keras
 
-SWITCHES = ("layout", "kernels", "batchnorm", "calls", "foreach", "seeds", "compile_augment")
-# Off unless named (CONTRASTIVE_TORCH_FAST=...,compile_augment or override()).
-OPT_IN = ("compile_augment",)
+from contrastive.torch_switches import OPT_IN, SWITCHES, fast_switches
+
 _overrides = {}
-
-
-def _from_environment():
-    return _parse(os.environ.get("CONTRASTIVE_TORCH_FAST", "1"))
-
-
-@functools.lru_cache(maxsize=8)
-def _parse(value):
-    value = value.strip().lower()
-    if value in ("", "1", "true", "on"):
-        return set(SWITCHES) - set(OPT_IN)
-    if value == "all":
-        return set(SWITCHES)
-    if value in ("0", "false", "off", "none"):
-        return set()
-    names = {name.strip() for name in value.split(",") if name.strip()}
-    unknown = names - set(SWITCHES)
-    if unknown:
-        raise ValueError(
-            f"CONTRASTIVE_TORCH_FAST: unknown switch(es) {sorted(unknown)}; "
-            f"expected 0, 1 or a comma-separated list of {', '.join(SWITCHES)}"
-        )
-    return names
 
 
 def is_torch():
@@ -94,7 +68,7 @@ def enabled(name):
         return False
     if name in _overrides:
         return _overrides[name]
-    return name in _from_environment()
+    return name in fast_switches()
 
 
 @contextlib.contextmanager

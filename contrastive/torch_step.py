@@ -40,10 +40,11 @@ vectorised kernels came out wrong, see `_compiled`).
 """
 
 import contextlib
-import os
 import warnings
 
 import keras
+
+from contrastive.torch_switches import step_mode
 
 
 class TracedTraining:
@@ -73,21 +74,6 @@ class TracedTraining:
                 warnings.warn(f"train.jit_compile: the torch train step is not compiled "
                               f"({reason}); training eagerly", stacklevel=2)
         return self.train_function
-
-
-def step_mode():
-    """`CONTRASTIVE_TORCH_STEP`: "auto" (the default), "compile" or "graph".
-
-    Raises:
-        ContrastiveError: another value (exit status 2 from the CLI).
-    """
-    from contrastive.errors import ContrastiveError
-
-    mode = os.environ.get("CONTRASTIVE_TORCH_STEP", "auto").strip().lower()
-    if mode not in ("auto", "compile", "graph"):
-        raise ContrastiveError(
-            f"CONTRASTIVE_TORCH_STEP: expected auto, compile or graph, received {mode!r}")
-    return mode
 
 
 class NotTraceable(Exception):

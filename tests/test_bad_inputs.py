@@ -254,6 +254,22 @@ def test_unknown_backend_variable(capsys, monkeypatch, tiny_arrays, tmp_path):
     assert_one_line_error(code, err, "KERAS_BACKEND", "'mxnet'")
 
 
+@pytest.mark.parametrize("name,value,needle", [
+    ("CONTRASTIVE_TORCH_FAST", "layout,fastest", "unknown switch(es) fastest"),
+    ("CONTRASTIVE_TORCH_FAST", "yes please", "unknown switch(es) yes please"),
+    ("CONTRASTIVE_TORCH_STEP", "fastest", "received 'fastest'"),
+])
+def test_bad_torch_switch_variables_stop_train_before_anything_is_written(
+        capsys, monkeypatch, tiny_arrays, tmp_path, name, value, needle):
+    # Checked on every backend: a typo is said at once, not when the backend changes.
+    monkeypatch.setenv(name, value)
+    out = tmp_path / "run"
+    file = _write(tmp_path, "spec", base(), ".yaml")
+    code, _, err = run_cli(capsys, ["train", str(file), "--out", str(out)])
+    assert_one_line_error(code, err, f"error: {name}: expected", needle)
+    assert not out.exists()
+
+
 def test_debug_adds_the_traceback_and_keeps_exit_2(capsys, tmp_path):
     file = tmp_path / "spec.yaml"
     file.write_text("seed: x\n")

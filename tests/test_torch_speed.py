@@ -5,22 +5,26 @@ import numpy as np
 import keras
 import pytest
 
-from contrastive import torch_speed
+from contrastive import torch_speed, torch_switches
 from contrastive.registry import build
 
 OFF = {name: False for name in torch_speed.SWITCHES}
 
 
 def test_switches_parse(monkeypatch):
+    from contrastive.errors import SpecError
+
     monkeypatch.setenv("CONTRASTIVE_TORCH_FAST", "0")
-    assert torch_speed._from_environment() == set()
+    assert torch_switches.fast_switches() == set()
     monkeypatch.setenv("CONTRASTIVE_TORCH_FAST", "layout, kernels")
-    assert torch_speed._from_environment() == {"layout", "kernels"}
+    assert torch_switches.fast_switches() == {"layout", "kernels"}
     monkeypatch.setenv("CONTRASTIVE_TORCH_FAST", "1")
-    assert torch_speed._from_environment() == set(torch_speed.SWITCHES) - set(torch_speed.OPT_IN)
+    assert torch_switches.fast_switches() == set(torch_speed.SWITCHES) - set(torch_speed.OPT_IN)
+    monkeypatch.setenv("CONTRASTIVE_TORCH_FAST", "all")
+    assert torch_switches.fast_switches() == set(torch_speed.SWITCHES)
     monkeypatch.setenv("CONTRASTIVE_TORCH_FAST", "bogus")
-    with pytest.raises(ValueError, match="bogus"):
-        torch_speed._from_environment()
+    with pytest.raises(SpecError, match="CONTRASTIVE_TORCH_FAST: .*bogus"):
+        torch_switches.fast_switches()
     with pytest.raises(ValueError, match="bogus"), torch_speed.override(bogus=True):
         pass
 
