@@ -147,6 +147,22 @@ def test_a_damaged_or_missing_state_file_falls_back_to_the_records(three_epochs)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
 
 
+def test_resuming_removes_the_temporary_files_of_a_killed_save(three_epochs, tiny_arrays):
+    run, data = three_epochs
+    data["train"]["epochs"] = 4  # one more epoch, so that the run goes on
+    (run / "spec.yaml").write_text(yaml.safe_dump(data))
+    leftovers = [run / "checkpoints" / ".tmp-epoch-0004.weights.h5",
+                 run / "checkpoints" / ".epoch-0004.json.tmp", run / ".checkpoint.json.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"half a file")
+    kept = {p.name: p.read_bytes() for p in (run / "checkpoints").glob("epoch-0003*")}
+    assert resume(run, log=lambda line: None).results["epochs"] == 4
+    assert not any(path.exists() for path in leftovers)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "epoch-0003.json", "epoch-0003.weights.h5", "epoch-0004.json", "epoch-0004.weights.h5"]
+    assert {p.name: p.read_bytes() for p in (run / "checkpoints").glob("epoch-0003*")} == kept
+
+
 def test_no_intact_checkpoint_is_one_line_and_deletes_nothing(three_epochs, capsys):
     from contrastive_cli.main import main
 

@@ -112,6 +112,23 @@ def _damage(run_dir, state):
     return None
 
 
+def remove_leftovers(run_dir):
+    """Removes the temporary files of writes that a killed run left unfinished
+    (`checkpoints/.tmp-*.weights.h5`, `.*.json.tmp`); returns their names.
+    They were never renamed into place, so no checkpoint is among them."""
+    run_dir = pathlib.Path(run_dir)
+    leftovers = [run_dir / f".{STATE}.tmp"]
+    if (run_dir / FOLDER).is_dir():
+        leftovers += [*(run_dir / FOLDER).glob(".tmp-epoch-*.weights.h5"),
+                      *(run_dir / FOLDER).glob(".epoch-*.json.tmp")]
+    removed = []
+    for path in leftovers:
+        if path.is_file():
+            path.unlink()
+            removed.append(path.name)
+    return sorted(removed)
+
+
 class Checkpoint(keras.callbacks.Callback):
     """Saves model and optimizer state every `every` epochs (and after the
     last), atomically; see the module's description. An epoch whose loss is

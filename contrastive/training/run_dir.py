@@ -17,7 +17,7 @@ import time
 import warnings
 
 from contrastive.errors import SpecError
-from contrastive.training.checkpoints import Checkpoint, newest_intact
+from contrastive.training.checkpoints import Checkpoint, newest_intact, remove_leftovers
 
 RESULTS = "results.json"
 METRICS = "metrics.csv"
@@ -87,7 +87,8 @@ class RunDir:
 
     def start(self, spec, first_epoch):
         """Creates the directory and writes `spec.yaml` (a new run), or drops
-        the metrics of the epochs a resumed run repeats."""
+        the metrics of the epochs a resumed run repeats and the temporary
+        files of a checkpoint its killed run did not finish writing."""
         if first_epoch == 0 and not (self.path / "spec.yaml").exists():
             self._created = not self.path.exists()
             self._fresh = True
@@ -95,6 +96,7 @@ class RunDir:
             (self.path / "spec.yaml").write_text(
                 f"# resolved from {spec.file}\n" + spec.to_yaml(), encoding="utf-8")
         else:
+            remove_leftovers(self.path)
             self._truncate_metrics(first_epoch)
 
     def callbacks(self, spec, first_epoch):
