@@ -26,7 +26,9 @@ state in variables, see `contrastive.methods.base`). What would break that
 is refused, and the step falls back to Keras' eager step with one warning:
 Python that reads a tensor's value (fake tensors have none), a random
 operation outside `torch_speed.uniform`, compiled metrics, `mixed_float16`'s
-loss scaling, several processes or replicas.
+loss scaling, several processes or replicas. When a first batch shape was
+traced and a later one (a smaller last batch, say) cannot be, only batches
+of that shape train eagerly.
 
 Used by `Method` on torch with `train.jit_compile: true`; `auto` (the
 default) and `false` train eagerly: the compiled step has not run on a
@@ -155,6 +157,7 @@ class TracedStep:
         self.compile = compile
         self.graphs = {}
         self.failed = None
+        self.eager_shapes = {}
         self.last_batch = None
 
     def __call__(self, data):
@@ -164,6 +167,8 @@ class TracedStep:
 
         batch = keras.tree.map_structure(_to_tensor, data[0])
         key = _signature(batch)
+        if key in self.eager_shapes:
+            return self.fallback(data)
         entry = self.graphs.get(key)
         fresh = entry is None
         if not fresh:
@@ -188,10 +193,19 @@ class TracedStep:
                         variable.value.copy_(value)
                 del saved
                 reason = [line for line in str(exc).strip().splitlines() if line.strip()]
-                self.failed = f"{type(exc).__name__}: {reason[0] if reason else 'no message'}"
-                warnings.warn(
-                    "train.jit_compile: the torch train step could not be traced into one "
-                    f"graph ({self.failed}); training eagerly", stacklevel=2)
+                reason = f"{type(exc).__name__}: {reason[0] if reason else 'no message'}"
+                if self.graphs:
+                    # Other batch shapes have their graphs: only this one goes eager.
+                    self.eager_shapes[key] = reason
+                    warnings.warn(
+                        "train.jit_compile: the torch train step could not be traced for "
+                        f"batches of shape {_shapes(batch)} ({reason}); those batches "
+                        "train eagerly", stacklevel=2)
+                else:
+                    self.failed = reason
+                    warnings.warn(
+                        "train.jit_compile: the torch train step could not be traced into one "
+                        f"graph ({reason}); training eagerly", stacklevel=2)
                 return self.fallback(data)
             del saved
             self.graphs[key] = entry
@@ -380,6 +394,12 @@ def _signature(batch):
         return (tuple(shape), str(x.dtype), str(x.device)) if shape is not None else repr(x)
 
     return repr(keras.tree.map_structure(leaf, batch))
+
+
+def _shapes(batch):
+    """The batch's leaf shapes, for a message: `(8, 32, 32, 3), (8,)`."""
+    return ", ".join(str(tuple(x.shape)) for x in keras.tree.flatten(batch)
+                     if getattr(x, "shape", None) is not None)
 
 
 def _check_random_free(graph):

@@ -201,6 +201,50 @@ def test_a_step_that_cannot_be_traced_trains_eagerly_with_one_warning(graph_only
     assert len(eager) == len(traced)
 
 
+class _PythonReadsAValueOnSmallBatches(_PythonReadsAValue):
+    """Traceable for full batches, not for the last, smaller one."""
+
+    def call(self, images, training=False):
+        h = self.dense(keras.ops.mean(images, axis=(1, 2)))
+        if images.shape[0] < 2 * BATCH and float(keras.ops.max(h)) > 1e9:  # two views a batch
+            h = h * 0.5
+        return h
+
+
+def test_a_batch_shape_that_cannot_be_traced_trains_eagerly_alone(graph_only):
+    def make(jit):
+        keras.utils.set_random_seed(0)
+        model = SimCLR(_PythonReadsAValueOnSmallBatches(),
+                       build("heads", {"name": "mlp", "output_dim": 8}, "head"),
+                       build("augmenters", {"name": "simclr", "preset": "cifar10"}, "augment",
+                             {"seed": 3}),
+                       build("losses", {"name": "nt_xent"}, "loss"))
+        model.compile(optimizer=LARS(0.1), jit_compile=jit)
+        return model
+
+    images, labels = _data()
+    images, labels = images[:BATCH * 2 + 4], labels[:BATCH * 2 + 4]  # 2 full batches and 4
+
+    def fit(model):
+        model.fit(images, labels, epochs=2, batch_size=BATCH, shuffle=False, verbose=0)
+        return [keras.ops.convert_to_numpy(v.value) for v in model.variables]
+
+    eager = fit(make(False))
+    model = make(True)
+    model.make_train_function()
+    step = model.train_function
+    calls = []
+    fallback = step.fallback
+    step.fallback = lambda data: calls.append(data) or fallback(data)
+    with pytest.warns(UserWarning, match=r"batches of shape \(4, 16, 16, 3\).*train eagerly") as caught:
+        traced = fit(model)
+    assert len([w for w in caught if "could not be traced" in str(w.message)]) == 1
+    assert step.failed is None and len(step.graphs) == 1 and len(step.eager_shapes) == 1
+    assert len(calls) == 2  # the small batch of each epoch
+    for a, b in zip(eager, traced, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("draw", ["torch", "keras"])
 def test_a_random_operation_outside_the_draws_is_refused(graph_only, draw):
     import torch
