@@ -76,11 +76,11 @@ def _assert_same_weights(run, reference):
         np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-5, err_msg=name)
 
 
-def _losses(run):
+def _losses(run, column="loss"):
     import csv
 
     with open(run / "metrics.csv", newline="") as f:
-        return [float(row["loss"]) for row in csv.DictReader(f)]
+        return [float(row[column]) for row in csv.DictReader(f)]
 
 
 def _one_process(spec, run):
@@ -165,6 +165,11 @@ def test_two_nodes_reach_the_weights_of_one_process(tmp_path):
     _assert_same_weights(tmp_path / "two", tmp_path / "one")
     # The logged loss is the global batch's, not the chief's rows'.
     np.testing.assert_allclose(_losses(tmp_path / "two"), _losses(tmp_path / "one"), rtol=1e-4)
+    # So are the loss' metrics (a flipped rank would move the accuracy by 1/64).
+    for column in ("contrastive_acc", "contrastive_entropy"):
+        np.testing.assert_allclose(_losses(tmp_path / "two", column),
+                                   _losses(tmp_path / "one", column), rtol=1e-4, atol=1e-3,
+                                   err_msg=column)
     # The chief evaluates and saves the encoder once every process is done.
     got, want = (json.loads((tmp_path / run / "results.json").read_text())["eval"]
                  for run in ("two", "one"))

@@ -223,8 +223,8 @@ def _ddp_train_step(dist, model, data):
     """Keras' torch `train_step` (keras/src/backend/torch/trainer.py, 3.15)
     with the forward pass through DistributedDataParallel on this process'
     rows of the global batch; DDP averages the gradients in `backward`. The
-    logged loss is averaged over the processes; the method's other metrics
-    are this process' own."""
+    logged loss is averaged over the processes, and every other metric
+    holds the state of the global batch (`_add_other_processes_updates`)."""
     import torch
     from keras.src import tree
     from keras.src.trainers import data_adapters
@@ -241,6 +241,8 @@ def _ddp_train_step(dist, model, data):
         ddp = model.__dict__["_ddp_module"] = dist.wrap(model)
     y_pred = ddp(x, training=True)
     model.zero_grad()
+    # The method updates its own metrics in `compute_loss`.
+    metrics_before = _metric_state(model)
     loss = model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
                                training=True)
     # The logged loss is the global batch's (the mean of every process'
@@ -257,4 +259,38 @@ def _ddp_train_step(dist, model, data):
     weights = model.trainable_weights[:]
     with torch.no_grad():
         model.optimizer.apply([v.value.grad for v in weights], weights)
-    return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+    model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+    _add_other_processes_updates(metrics_before)
+    return model.get_metrics_result()
+
+
+def _metric_state(model):
+    """The metric variables Keras aggregates by sum or mean, with a copy of
+    their values, but the loss tracker's (given the global loss)."""
+    variables = [v for metric in model.metrics if metric is not model._loss_tracker
+                 for v in metric.variables if v.aggregation in ("sum", "mean")]
+    return [(v, v.value.detach().clone()) for v in variables]
+
+
+def _add_other_processes_updates(state):
+    """Adds to this process' metric updates since `state` (`_metric_state`)
+    the other processes' ones, so that every process holds the metrics of
+    the global batch, as one process and the other engines do: one
+    all-reduce of the changes."""
+    import torch
+
+    if not state:
+        return
+    dist = _dist()
+    variables, before = zip(*state)
+    with torch.no_grad():
+        changes = torch.cat([(v.value - b).reshape(-1).to(torch.float64)
+                             for v, b in zip(variables, before)])
+        dist.all_reduce(changes)
+        start = 0
+        for v, b in zip(variables, before):
+            change = changes[start:start + b.numel()].reshape(b.shape)
+            start += b.numel()
+            if v.aggregation == "mean":
+                change = change / dist.get_world_size()
+            v.value.copy_((b.to(torch.float64) + change).to(b.dtype))
