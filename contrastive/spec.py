@@ -112,7 +112,8 @@ class DistributeSection:
     Attributes:
         strategy: `none` for one device; the others belong to the
             distribution layer.
-        devices: how many devices; null takes all.
+        devices: how many devices; null takes all (several tensorflow
+            workers, under TF_CONFIG, use all theirs: null or their total).
         sync_batchnorm: batch-norm statistics over the global batch.
         gather_negatives: negatives from every device.
     """

@@ -250,6 +250,23 @@ def test_several_tensorflow_workers_refuse_device_input(tmp_path):
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="tensorflow's pass")
+def test_tensorflow_workers_refuse_a_device_count_they_do_not_have(tmp_path):
+    from contrastive.distribute.check.processes import free_ports, run_processes
+    from contrastive.distribute.tensorflow_backend import process_commands
+
+    spec = _mirrored_spec(tmp_path)
+    program = ["-m", "contrastive_cli.main", "train", str(spec), "--set", "distribute.devices=3",
+               "--out", str(tmp_path / "run")]
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    with pytest.raises(RuntimeError) as failed:
+        run_processes(process_commands(program, 2, 1, addresses), "tensorflow", 1, 120)
+    assert "exited with 2" in str(failed.value)
+    assert ("distribute.devices: expected null or 2 (under TF_CONFIG every worker uses all its "
+            "devices: 2 in all), received 3") in str(failed.value)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tensorflow's pass")
 def test_tensorflow_train_prints_the_commands_for_several_machines(tmp_path):
     spec = _mirrored_spec(tmp_path)
     taken = tmp_path / "taken"

@@ -90,7 +90,13 @@ def _new_strategy(devices):
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     if os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        found = strategy.num_replicas_in_sync
+        if devices is not None and int(devices) != found:
+            raise SpecError(
+                f"expected null or {found} (under TF_CONFIG every worker uses all its "
+                f"devices: {found} in all), received {devices}", "distribute.devices")
+        return strategy
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         wanted = len(gpus) if devices is None else int(devices)
