@@ -51,7 +51,7 @@ import contextlib
 
 import keras
 
-from contrastive.torch_switches import OPT_IN, SWITCHES, fast_switches
+from contrastive.torch_switches import OPT_IN, SWITCHES, fast_switches  # noqa: F401 (OPT_IN re-exported)
 
 _overrides = {}
 
