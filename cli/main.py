@@ -14,7 +14,7 @@ import warnings
 
 import click
 
-from contrastive_cli import commands
+from contrastive_cli import commands, tensorflow_noise
 
 BACKENDS = ("jax", "torch", "tensorflow")
 
@@ -68,6 +68,7 @@ def main(argv=None):
             sys.exit(1)
     debug = "--debug" in args
     warnings.formatwarning = _one_line_warning
+    tensorflow_noise.install()
     try:
         _check_environment()
         # Without standalone mode, click returns a command's `ctx.exit(code)`.

@@ -2,6 +2,7 @@
 (or option), the key path and the problem, before anything is written."""
 
 import json
+import os
 import pathlib
 
 import pytest
@@ -268,6 +269,29 @@ def test_bad_torch_switch_variables_stop_train_before_anything_is_written(
     code, _, err = run_cli(capsys, ["train", str(file), "--out", str(out)])
     assert_one_line_error(code, err, f"error: {name}: expected", needle)
     assert not out.exists()
+
+
+def test_tensorflow_start_up_lines_stay_off_the_one_line(tmp_path):
+    """TensorFlow writes absl's and oneDNN's start-up notices to descriptor
+    2 on import, whatever TF_CPP_MIN_LOG_LEVEL says; the command line keeps
+    them out."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("tensorflow")
+    file = tmp_path / "spec.yaml"
+    file.write_text("data: {name: digits, size: 8}\nencoder: {name: small_cnn, widths: [8]}\n"
+                    "optimizer: {name: sgd, learning_rate: fast}\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys\nfrom contrastive_cli.main import main\ntry: main()\n"
+         "finally: print('tensorflow' in sys.modules)",
+         "--backend", "tensorflow", "validate", str(file)],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 2 and done.stdout.strip() == "True", done.stderr
+    assert done.stderr.splitlines() == [
+        f'error: {file}: optimizer.learning_rate: expected a number > 0, received "fast"'], \
+        done.stderr
 
 
 def test_debug_adds_the_traceback_and_keeps_exit_2(capsys, tmp_path):
