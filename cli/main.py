@@ -55,6 +55,7 @@ def main(argv=None):
     their exit code, 2 or 1 (with `--debug`, after the traceback)."""
     from contrastive.distribute import jax_supervisor
     from contrastive.errors import ContrastiveError
+    from contrastive import interrupts
 
     # A non-coordinator process of a multi-process jax run runs its command
     # in a supervised child (see `jax_supervisor`).
@@ -69,6 +70,8 @@ def main(argv=None):
     debug = "--debug" in args
     warnings.formatwarning = _one_line_warning
     tensorflow_noise.install()
+    if argv is None:  # a process of its own, not a caller's (tests call main(args))
+        interrupts.install()
     try:
         _check_environment()
         # Without standalone mode, click returns a command's `ctx.exit(code)`.
@@ -89,8 +92,14 @@ def main(argv=None):
             traceback.print_exc()
         click.echo(f"error: {_one_line(exc)}", err=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, interrupts.Interrupted):
         click.echo("interrupted", err=True)
+        if argv is None:
+            # A process of its own: jax's runtime can crash (SIGSEGV) while
+            # Python finalises after an interrupt; what needed writing is.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
         sys.exit(1)
     except Exception as exc:  # noqa: BLE001 (the last line of defence)
         if debug:

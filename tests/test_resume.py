@@ -71,6 +71,50 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tiny_arrays, tmp_path):
     assert len(rows) == 1 + epochs  # the header once, then every epoch
 
 
+def test_ctrl_c_stops_a_run_in_one_line_and_it_resumes(tiny_arrays, tmp_path):
+    data = _resume_spec(tiny_arrays, 24)
+    file = tmp_path / "spec.yaml"
+    file.write_text(yaml.safe_dump(data))
+    run = tmp_path / "run"
+    # SIGINT as a terminal sends it (a background job would have it ignored).
+    process = subprocess.Popen(
+        [sys.executable, "-m", "contrastive_cli.main", "train", str(file), "--out", str(run)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    state_file = run / "checkpoint.json"
+    deadline = time.time() + 300
+    while not (state_file.exists() and json.loads(state_file.read_text())["epoch"] >= 2):
+        assert process.poll() is None and time.time() < deadline, "the run ended too soon"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 1 and err.strip().splitlines()[-1] == "interrupted", err
+    assert "Traceback" not in err
+    stopped_at = json.loads(state_file.read_text())["epoch"]
+    assert 2 <= stopped_at < 24
+    assert resume(run, log=lambda line: None).results["epochs"] == 24
+
+
+def test_a_lost_interrupt_is_raised_again_at_the_batch_end(monkeypatch):
+    from contrastive import interrupts
+    from contrastive.training.callbacks import Interruptible
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    seen = []
+    monkeypatch.setattr(interrupts, "_interrupted", type(interrupts._interrupted)())
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(b))
+    model.fit(np.zeros((8, 2)), np.zeros((8, 1)), batch_size=2, epochs=1, verbose=0,
+              callbacks=[Interruptible(), record])
+    assert seen == [0, 1, 2, 3]  # no interrupt: no effect
+    interrupts._interrupted.set()  # as the handler does, its exception lost
+    seen.clear()
+    with pytest.raises(interrupts.Interrupted):
+        model.fit(np.zeros((8, 2)), np.zeros((8, 1)), batch_size=2, epochs=1, verbose=0,
+                  callbacks=[Interruptible(), record])
+    assert seen == []
+
+
 class FailsLater(keras.layers.Layer):
     """An encoder whose output turns NaN after `after` training steps."""
 

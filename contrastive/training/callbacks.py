@@ -2,6 +2,7 @@
 
 import keras
 
+from contrastive import interrupts
 from contrastive.training.checkpoints import finite
 
 
@@ -12,6 +13,18 @@ class StopOnNonFinite(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is not None and not finite(loss):
             self.model.stop_training = True
+
+
+class Interruptible(keras.callbacks.Callback):
+    """Raises `contrastive.interrupts.Interrupted` at a batch's or an epoch's
+    end once the command line has seen a SIGINT, in case the exception the
+    signal raised was lost (see `contrastive.interrupts`)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        interrupts.raise_if_interrupted()
+
+    def on_epoch_end(self, epoch, logs=None):
+        interrupts.raise_if_interrupted()
 
 
 def monitor_callbacks(spec, parts, run_dir):

@@ -128,11 +128,12 @@ def _fit(spec, model, parts, run_dir, distribution, first_epoch):
     import keras
 
     from contrastive import torch_speed
-    from contrastive.training.callbacks import StopOnNonFinite, monitor_callbacks
+    from contrastive.training.callbacks import Interruptible, StopOnNonFinite, monitor_callbacks
     from contrastive.training.checkpoints import STATE
 
     explain = LostProcess(run_dir.path, run_dir.path / STATE, spec.train.epochs, first_epoch + 1)
-    callbacks = [torch_speed.callback(), StopOnNonFinite(), *parts.input.callbacks(),
+    callbacks = [Interruptible(), torch_speed.callback(), StopOnNonFinite(),
+                 *parts.input.callbacks(),
                  *monitor_callbacks(spec, parts, run_dir),
                  *run_dir.callbacks(spec, first_epoch),
                  keras.callbacks.LambdaCallback(

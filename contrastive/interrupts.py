@@ -1,0 +1,41 @@
+"""Ctrl-C that stops training every time.
+
+Python's SIGINT handler raises KeyboardInterrupt in whatever Python code
+runs when the signal arrives, and on jax that can be inside NumPy's call
+of a jax array's `__array__` (Keras converts the step's logs every batch),
+where the exception was lost: the run went on to its end. The command
+line's handler (`install`) records the interrupt and raises `Interrupted`,
+and `contrastive.training.callbacks.Interruptible`, a callback of every
+run, raises it again at the next batch or epoch end. Keras is not imported
+here: the command line installs the handler before `--backend` is read.
+"""
+
+import signal
+import threading
+
+_interrupted = threading.Event()
+
+
+class Interrupted(BaseException):
+    """A SIGINT (Ctrl-C) under the command line. Not a KeyboardInterrupt,
+    which click would turn into its `Abort` after printing a blank line."""
+
+
+def install():
+    """Replaces Python's default SIGINT handler (only that one: an ignored
+    SIGINT, in a background job, stays ignored) in the main thread."""
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+        signal.signal(signal.SIGINT, _handler)
+
+
+def _handler(signum, frame):
+    _interrupted.set()
+    raise Interrupted
+
+
+def raise_if_interrupted():
+    """Raises `Interrupted` when a SIGINT arrived since `install`."""
+    if _interrupted.is_set():
+        raise Interrupted
+
