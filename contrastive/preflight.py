@@ -68,3 +68,26 @@ def check_output(out, key):
         raise SpecError(f"{path}: {existing} is a file, not a folder", key)
     if not os.access(existing, os.W_OK | os.X_OK):
         raise SpecError(f"{path}: cannot create it, {existing} is not writable", key)
+
+
+def check_new_file(out, key="--out", suffixes=None):
+    """A file can be written at `out` without replacing anything: it does not
+    exist, its folder does and is writable, and its name ends in one of
+    `suffixes` (when given).
+
+    Raises:
+        SpecError: naming `key` and the problem.
+    """
+    path = pathlib.Path(out)
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        raise SpecError(f"expected a file name ending in {' or '.join(sorted(suffixes))}, "
+                        f"received {str(path)!r}", key)
+    if path.exists() or path.is_symlink():
+        raise SpecError(f"expected a path that does not exist yet, received {str(path)!r} "
+                        "(files are never overwritten)", key)
+    folder = path.absolute().parent
+    if not folder.is_dir():
+        raise SpecError(f"expected an existing folder to write {path.name} into, received "
+                        f"{str(path)!r}", key)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SpecError(f"{path}: cannot write it, {folder} is not writable", key)

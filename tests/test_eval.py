@@ -102,6 +102,21 @@ def test_embed_writes_representations(capsys, run_dir, tmp_path):
     assert np.load(labels_file).shape == (12,)
 
 
+def test_embed_never_overwrites_a_file(capsys, run_dir, tmp_path):
+    mine = tmp_path / "h.npy"
+    mine.write_bytes(b"the user's array")
+    for args, needle in [(["--out", str(mine)], "--out: expected a path that does not exist"),
+                         (["--out", str(tmp_path / "h2.npy"), "--labels", str(mine)],
+                          "--labels: expected a path that does not exist"),
+                         (["--out", str(tmp_path / "h")], "--out: expected a file name ending "
+                                                          "in .npy")]:
+        code, _, err = cli(capsys, "embed", "--run", str(run_dir), *args)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and needle in lines[0], err
+    assert mine.read_bytes() == b"the user's array"
+    assert not (tmp_path / "h2.npy").exists()
+
+
 def test_knn_matches_a_direct_computation():
     rng = np.random.default_rng(1)
     train_x, test_x = rng.normal(size=(30, 4)), rng.normal(size=(7, 4))
@@ -199,5 +214,6 @@ def test_progress_goes_to_stderr_only_when_asked(capsys, run_dir, tmp_path, args
     assert "━" not in out and all(title not in out for title in titles)
     if "--json" in args:
         json.loads(out)
+    (tmp_path / "h.npy").unlink(missing_ok=True)  # embed never overwrites
     code, out, err = cli(capsys, *args)  # stderr is no terminal here
     assert code == 0 and err == "" and "━" not in out

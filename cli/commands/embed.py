@@ -23,11 +23,15 @@ def command(run_dir, data, split, out, labels_out, progress):
     from contrastive.evaluation import features_of
     from contrastive.evaluation.features import check_image_shape
     from contrastive.evaluation.progress import default_verbosity
+    from contrastive.preflight import check_new_file
     from contrastive.registry import build
     from contrastive.run import Run
     from contrastive.training.inputs import load_split
     from contrastive_cli.commands.eval import _mapping
 
+    check_new_file(out, "--out", {".npy"})
+    if labels_out:
+        check_new_file(labels_out, "--labels", {".npy"})
     run = Run(run_dir)
     spec = run.spec
     encoder = run.encoder()

@@ -22,11 +22,20 @@ def command(spec, out, n, split, overrides):
     import numpy as np
     from keras import ops
 
+    from PIL import Image
+
     from contrastive import registry
+    from contrastive.errors import SpecError
+    from contrastive.preflight import check_new_file
     from contrastive.spec import load_spec
 
+    check_new_file(out, "--out", {e for e, f in Image.registered_extensions().items()
+                                  if f in Image.SAVE})
     resolved = load_spec(spec, overrides)
     dataset = registry.build("datasets", resolved["data"], "data")
+    if split not in dataset.splits:
+        raise SpecError(f"expected one of {', '.join(dataset.splits)}, received '{split}'",
+                        "--split")
     arrays = dataset.load(split)
     images = np.asarray(arrays.images[:n])
     augmenter = registry.build(
@@ -40,8 +49,6 @@ def command(spec, out, n, split, overrides):
     if sized:
         images = arrays.take(np.arange(len(images))).views()
     grid = views_grid(images, first, second)
-    from PIL import Image
-
     Image.fromarray(grid).save(out)
     click.echo(f"wrote {out}: {len(images)} images x (original, view 1, view 2), "
                f"augment {resolved['augment']['name']}, seed {resolved['seed']}")

@@ -26,6 +26,7 @@ import pathlib
 import shutil
 
 from contrastive.errors import SpecError
+from contrastive.preflight import check_new_file
 
 FORMATS = ("keras", "savedmodel", "onnx", "torchvision")
 
@@ -68,9 +69,7 @@ def export_encoder(run, format, out):
     if format not in FORMATS:
         raise SpecError(f"expected one of {', '.join(FORMATS)}, received {format!r}", "--format")
     out = pathlib.Path(out)
-    if out.exists():
-        raise SpecError(f"expected a path that does not exist yet, received {str(out)!r}",
-                        "--out")
+    check_new_file(out, "--out")
     run = run if isinstance(run, Run) else Run(run)
     source = run.path / ENCODERS["h"]
     if not source.is_file():
