@@ -249,6 +249,46 @@ def test_validate_opens_the_data(capsys, tiny_arrays, tmp_path):
         assert_one_line_error(code, err, needle)
 
 
+def test_validate_reads_the_array_headers(capsys, tiny_arrays, tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (48, 16, 16, 3), dtype=np.uint8)
+    cases = {
+        "flat": ({"images": images.reshape(48, -1)}, "received shape (48, 768)"),
+        "five-channels": ({"images": np.zeros((48, 8, 8, 5), np.uint8)},
+                          "with C 1 or 3, received shape (48, 8, 8, 5)"),
+        "int64": ({"images": images.astype(np.int64)}, "expected uint8 or float images"),
+        "fewer-labels": ({"images": images, "labels": np.zeros(47, np.int32)},
+                         "expected integer labels of shape (48,), received int32 of shape (47,)"),
+        "string-labels": ({"images": images, "labels": np.array(["a"] * 48)},
+                          "expected integer labels of shape (48,), received <U1"),
+    }
+    for name, (arrays, needle) in cases.items():
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+        data = changed(data={"name": "arrays", "path": str(tmp_path / f"{name}.npz")})
+        code, _, err = run_cli(capsys, ["validate", str(_write(tmp_path, name, data, ".yaml"))])
+        assert_one_line_error(code, err, f"{name}.yaml: data: {tmp_path / name}.npz: ", needle)
+
+
+def test_bad_values_in_arrays_are_refused_when_read(tmp_path):
+    import numpy as np
+
+    from contrastive.datasets.arrays import ArrayFiles
+    from contrastive.errors import DataError
+
+    images = np.random.default_rng(0).random((4, 8, 8, 3)).astype(np.float32)
+    images[1, 2, 3, 0] = np.nan
+    np.savez(tmp_path / "nan.npz", images=images)
+    np.savez(tmp_path / "negative.npz", images=np.zeros((4, 8, 8, 3), np.uint8),
+             labels=np.array([0, 1, -1, 2]))
+    with pytest.raises(DataError, match=r"nan\.npz: expected float images in \[0, 1\], "
+                                        r"received 1 NaN or infinite values"):
+        ArrayFiles(str(tmp_path / "nan.npz")).load()
+    with pytest.raises(DataError, match=r"negative\.npz: expected labels >= 0, received -1"):
+        ArrayFiles(str(tmp_path / "negative.npz")).load()
+
+
 def test_unknown_backend_variable(capsys, monkeypatch, tiny_arrays, tmp_path):
     monkeypatch.setenv("KERAS_BACKEND", "mxnet")
     code, _, err = run_cli(capsys, ["validate", str(_write(tmp_path, "s", base(), ".yaml"))])

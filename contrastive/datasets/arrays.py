@@ -39,22 +39,40 @@ class ArrayFiles(Dataset):
         self.splits = ("train", "test") if test_path else ("train",)
 
     def count(self, split="train"):
-        """The images' count from the array header (nothing decompressed)."""
+        """The images' count from the array headers (nothing decompressed),
+        which are checked as `load` checks the arrays: images of shape
+        (N, H, W) or (N, H, W, C) with C 1 or 3, uint8 or float, and integer
+        labels of shape (N,)."""
         self.check_split(split)
         path = pathlib.Path(self.test_path if split == "test" else self.path)
         if not path.exists():
             raise DataError(f"{path}: no such file")
+        labels = None
         try:
             if path.suffix == ".npz":
-                with zipfile.ZipFile(path) as archive, \
-                        archive.open(f"{self.images_key}.npy") as member:
-                    return _header_rows(member)
-            with open(path, "rb") as member:
-                return _header_rows(member)
+                with zipfile.ZipFile(path) as archive:
+                    with archive.open(f"{self.images_key}.npy") as member:
+                        shape, dtype = _header(member)
+                    if f"{self.labels_key}.npy" in archive.namelist():
+                        with archive.open(f"{self.labels_key}.npy") as member:
+                            labels = _header(member)
+            else:
+                with open(path, "rb") as member:
+                    shape, dtype = _header(member)
         except KeyError:
             raise DataError(f"{path}: expected an array named '{self.images_key}'") from None
         except (OSError, ValueError, zipfile.BadZipFile) as exc:
             raise DataError(f"{path}: cannot read as .npy/.npz: {exc}") from None
+        if len(shape) not in (3, 4) or (len(shape) == 4 and shape[-1] not in (1, 3)):
+            raise DataError(f"{path}: expected images of shape (N, H, W) or (N, H, W, C) with "
+                            f"C 1 or 3, received shape {shape}")
+        if dtype != np.uint8 and not np.issubdtype(dtype, np.floating):
+            raise DataError(f"{path}: expected uint8 or float images, received dtype {dtype}")
+        if labels is not None and (labels[0] != (shape[0],)
+                                   or not np.issubdtype(labels[1], np.integer)):
+            raise DataError(f"{path}: expected integer labels of shape ({shape[0]},), "
+                            f"received {labels[1]} of shape {labels[0]}")
+        return shape[0]
 
     def load(self, split="train"):
         self.check_split(split)
@@ -92,14 +110,16 @@ class ArrayFiles(Dataset):
                     f"{path}: expected integer labels of shape ({len(images)},), "
                     f"received {labels.dtype} of shape {labels.shape}"
                 )
+            if labels.size and labels.min() < 0:
+                raise DataError(f"{path}: expected labels >= 0, received {labels.min()}")
             labels = labels.astype(np.int32)
         return Arrays(images, labels)
 
 
-def _header_rows(stream):
-    """The first dimension of the `.npy` array `stream` holds."""
+def _header(stream):
+    """The shape and dtype of the `.npy` array `stream` holds."""
     major, _ = np.lib.format.read_magic(stream)
     read = (np.lib.format.read_array_header_1_0 if major == 1
             else np.lib.format.read_array_header_2_0)
-    shape, _, _ = read(stream)
-    return shape[0] if shape else 0
+    shape, _, dtype = read(stream)
+    return shape, dtype

@@ -216,6 +216,9 @@ def as_uint8_images(images, source):
     if images.dtype == np.uint8:
         return _rgb(images)
     if np.issubdtype(images.dtype, np.floating):
+        if images.size and not np.isfinite(images).all():
+            raise ValueError(f"{source}: expected float images in [0, 1], received "
+                             f"{np.count_nonzero(~np.isfinite(images))} NaN or infinite values")
         if images.size and (images.min() < 0 or images.max() > 1):
             raise ValueError(
                 f"{source}: expected float images in [0, 1], received values in "
