@@ -10,7 +10,9 @@ run, raises it again at the next batch or epoch end. Keras is not imported
 here: the command line installs the handler before `--backend` is read.
 """
 
+import functools
 import signal
+import sys
 import threading
 
 _interrupted = threading.Event()
@@ -27,6 +29,16 @@ def install():
     if (threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
         signal.signal(signal.SIGINT, _handler)
+        sys.unraisablehook = functools.partial(_unraisable, sys.unraisablehook)
+
+
+def _unraisable(previous, unraisable):
+    # Raised where Python cannot raise it (a finaliser, a callback from C):
+    # Python would print "Exception ignored in ..." with a traceback, and
+    # `raise_if_interrupted` raises it again anyway.
+    if unraisable.exc_type is not None and issubclass(unraisable.exc_type, Interrupted):
+        return
+    previous(unraisable)
 
 
 def _handler(signum, frame):

@@ -218,10 +218,24 @@ def test_no_intact_checkpoint_is_one_line_and_deletes_nothing(three_epochs, caps
     with pytest.raises(SystemExit) as info:
         main(["train", "--resume", str(run)])
     err = capsys.readouterr().err.strip().splitlines()
-    assert info.value.code == 2 and err[-1].startswith("error: ")
+    assert info.value.code == 2 and len(err) == 1 and err[-1].startswith("error: "), err
     assert "no intact checkpoint" in err[-1] and "epoch-0002.weights.h5" in err[-1]
     assert "SHA-256 differs" in err[-1]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == files
+
+
+def test_resuming_what_is_not_a_run_is_one_line(tmp_path, capsys):
+    from contrastive_cli.main import main
+
+    (tmp_path / "empty").mkdir()
+    for name, problem in [("nope", "no such directory"), ("empty", "it holds no spec.yaml")]:
+        with pytest.raises(SystemExit) as info:
+            main(["train", "--resume", str(tmp_path / name)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert info.value.code == 2 and err == [
+            f"error: {tmp_path / name}: --resume: expected the directory of a run `train` "
+            f"started (its spec.yaml and checkpoints), received '{tmp_path / name}': {problem}"]
+    assert not (tmp_path / "nope").exists()
 
 
 def test_a_run_that_fails_before_its_first_checkpoint_can_be_rerun(

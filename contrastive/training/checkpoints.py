@@ -50,22 +50,27 @@ def newest_intact(run_dir, warn=None):
 
     Candidates, newest first: `checkpoint.json`, then the state record of
     every checkpoint. A damaged state file or weights file is named through
-    `warn` (one line each) and passed over; nothing is deleted.
+    `warn` (one line each, once an intact checkpoint is found) and passed
+    over; nothing is deleted.
 
     Raises:
         SpecError: checkpoints exist and none is intact.
     """
     from contrastive.errors import SpecError
 
-    warn = warn or (lambda line: None)
+    # The warnings are said only when a checkpoint is found: otherwise the
+    # one error names every damaged file.
+    said = []
     run_dir = pathlib.Path(run_dir)
-    candidates, damaged = _candidates(run_dir, warn)
+    candidates, damaged = _candidates(run_dir, said.append)
     for state in candidates:
         problem = _damage(run_dir, state)
         if problem is None:
+            for line in said:
+                (warn or (lambda line: None))(line)
             return state
         damaged.append(f"{run_dir / state['weights']} ({problem})")
-        warn(f"{run_dir / state['weights']}: {problem}; trying an older checkpoint")
+        said.append(f"{run_dir / state['weights']}: {problem}; trying an older checkpoint")
     if damaged:
         raise SpecError(f"{run_dir}: no intact checkpoint to resume from (damaged: "
                         f"{'; '.join(damaged)})", "--resume")

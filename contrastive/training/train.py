@@ -80,8 +80,18 @@ def resume(run_dir, log=print):
     Raises:
         SpecError: `run_dir` holds no resolved spec.
     """
+    import pathlib
+
+    from contrastive.errors import SpecError
     from contrastive.run import Run
 
+    folder = pathlib.Path(run_dir)
+    if not (folder / "spec.yaml").is_file():
+        problem = ("no such directory" if not folder.exists() else
+                   "not a directory" if not folder.is_dir() else "it holds no spec.yaml")
+        raise SpecError(f"expected the directory of a run `train` started (its spec.yaml and "
+                        f"checkpoints), received {str(run_dir)!r}: {problem}", "--resume",
+                        file=str(run_dir))
     spec = Run(run_dir).spec
     if not RunDir(run_dir).has_checkpoints():
         log(f"{run_dir} has no checkpoint yet: starting from epoch 0")
