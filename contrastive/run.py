@@ -3,6 +3,7 @@
 import csv
 import json
 import pathlib
+import zipfile
 
 from contrastive.errors import SpecError
 
@@ -82,7 +83,17 @@ class Run:
         if not file.exists():
             raise SpecError(f"{self.path}: expected a finished run directory with {file.name}",
                             "--run")
+        check_model_file(file)
         return load_encoder(file)
+
+
+def check_model_file(file, key="--run"):
+    """Raises `SpecError` when `file` is no `.keras` zip archive (damaged or
+    truncated): Keras would say "File not found" of a file that is there."""
+    if not zipfile.is_zipfile(file):
+        raise SpecError(f"{file}: expected a Keras model file (a zip archive), received "
+                        f"{file.stat().st_size} bytes that are not one (damaged or "
+                        "truncated?)", key)
 
 
 def load_encoder(path):

@@ -117,6 +117,23 @@ def test_embed_never_overwrites_a_file(capsys, run_dir, tmp_path):
     assert not (tmp_path / "h2.npy").exists()
 
 
+def test_a_damaged_encoder_file_is_named_in_one_line(capsys, run_dir, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    encoder = run / "encoder.keras"
+    encoder.write_bytes(encoder.read_bytes()[: encoder.stat().st_size // 2])
+    for args in (["eval", "knn", "--run", str(run)],
+                 ["export", "--run", str(run), "--format", "keras", "--out",
+                  str(tmp_path / "e.keras")]):
+        code, _, err = cli(capsys, *args)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1, err
+        assert f"{encoder}: expected a Keras model file (a zip archive)" in lines[0]
+    assert not (tmp_path / "e.keras").exists()
+
+
 def test_knn_matches_a_direct_computation():
     rng = np.random.default_rng(1)
     train_x, test_x = rng.normal(size=(30, 4)), rng.normal(size=(7, 4))

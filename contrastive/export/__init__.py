@@ -64,7 +64,7 @@ def export_encoder(run, format, out):
             encoder, an encoder the format cannot hold, or a missing
             dependency (one line each).
     """
-    from contrastive.run import ENCODERS, Run
+    from contrastive.run import ENCODERS, Run, check_model_file
 
     if format not in FORMATS:
         raise SpecError(f"expected one of {', '.join(FORMATS)}, received {format!r}", "--format")
@@ -75,6 +75,7 @@ def export_encoder(run, format, out):
     if not source.is_file():
         raise SpecError(f"{run.path}: expected a finished run directory with {source.name}",
                         "--run")
+    check_model_file(source)
     return _EXPORTERS[format](source, out)
 
 
