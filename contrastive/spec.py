@@ -14,7 +14,7 @@ import pathlib
 import re
 import tomllib
 import typing
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 
@@ -25,6 +25,7 @@ from contrastive.typecheck import (
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
+    Range,
     Seed,
     TypeMismatch,
     check_value,
@@ -32,6 +33,9 @@ from contrastive.typecheck import (
 )
 
 MAX_DEPTH = 32  # nesting deeper than any spec needs; deeper is refused
+# A million epochs, a billion steps an epoch: more than any run, fewer than
+# would overflow a step counter or run for ever unnoticed.
+Epochs = Annotated[int, Range(1, 10**6)]
 
 
 class SpecLoader(yaml.SafeLoader):
@@ -96,8 +100,8 @@ class TrainSection:
     """
 
     batch_size: PositiveInt = 256
-    epochs: PositiveInt = 10
-    steps_per_epoch: PositiveInt | None = None
+    epochs: Epochs = 10
+    steps_per_epoch: Annotated[int, Range(1, 10**9)] | None = None
     precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
     jit_compile: bool | Literal["auto"] = "auto"
     verbose: Literal[0, 1, 2] = 1
@@ -151,7 +155,7 @@ class LinearSection:
     """
 
     enabled: bool = True
-    epochs: PositiveInt = 100
+    epochs: Epochs = 100
     learning_rate: PositiveFloat = 1e-3
     batch_size: PositiveInt = 256
 

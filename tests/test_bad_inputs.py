@@ -289,6 +289,14 @@ def test_bad_values_in_arrays_are_refused_when_read(tmp_path):
         ArrayFiles(str(tmp_path / "negative.npz")).load()
 
 
+def test_a_run_that_would_never_end_is_refused(capsys, tiny_arrays, tmp_path):
+    for key, value in [("epochs", 10**30), ("steps_per_epoch", 10**12)]:
+        data = changed(train={key: value})
+        code, _, err = run_cli(capsys, ["validate", str(_write(tmp_path, key, data, ".yaml"))])
+        assert_one_line_error(code, err, f"train.{key}: expected an integer >= 1 and <=",
+                              str(value))
+
+
 def test_unknown_backend_variable(capsys, monkeypatch, tiny_arrays, tmp_path):
     monkeypatch.setenv("KERAS_BACKEND", "mxnet")
     code, _, err = run_cli(capsys, ["validate", str(_write(tmp_path, "s", base(), ".yaml"))])
