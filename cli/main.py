@@ -73,7 +73,8 @@ def main(argv=None):
     if argv is None:  # a process of its own, not a caller's (tests call main(args))
         interrupts.install()
     try:
-        _check_environment()
+        _check_environment(chosen=any(a == "--backend" or a.startswith("--backend=")
+                                      for a in args))
         # Without standalone mode, click returns a command's `ctx.exit(code)`.
         code = app.main(args=argv, prog_name="contrastive", standalone_mode=False)
     except click.exceptions.Abort:
@@ -119,14 +120,25 @@ def _one_line_warning(message, category, filename, lineno, line=None):
     return f"warning: {' '.join(str(message).split())}\n"
 
 
-def _check_environment():
+def _check_environment(chosen=False):
+    """KERAS_BACKEND, or (unless `--backend` was `chosen`) keras.json's
+    backend, and contrastive's torch variables."""
     from contrastive import torch_switches
+    from contrastive.distribute.base import configured_backend
     from contrastive.errors import SpecError
 
     backend = os.environ.get("KERAS_BACKEND")
     if backend is not None and backend not in BACKENDS:
         raise SpecError(f"expected one of {', '.join(BACKENDS)}, received {backend!r}",
                         file="KERAS_BACKEND")
+    if not backend and not chosen:
+        configured = configured_backend()
+        if configured not in BACKENDS:
+            home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"),
+                                                                ".keras")
+            raise SpecError(f"expected one of {', '.join(BACKENDS)}, received {configured!r} "
+                            "(or set KERAS_BACKEND)", "backend",
+                            file=os.path.join(home, "keras.json"))
     torch_switches.check()
 
 

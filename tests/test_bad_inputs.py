@@ -342,6 +342,18 @@ def test_tensorflow_start_up_lines_stay_off_the_one_line(tmp_path):
         done.stderr
 
 
+def test_an_unknown_backend_in_keras_json(capsys, monkeypatch, tiny_arrays, tmp_path):
+    home = tmp_path / "keras-home"
+    home.mkdir()
+    (home / "keras.json").write_text('{"backend": "theano"}')
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    spec = str(_write(tmp_path, "s", base(), ".yaml"))
+    code, _, err = run_cli(capsys, ["validate", spec])
+    assert_one_line_error(code, err, f"{home / 'keras.json'}: backend: expected one of jax, "
+                                     "torch, tensorflow, received 'theano'")
+
+
 def test_debug_adds_the_traceback_and_keeps_exit_2(capsys, tmp_path):
     file = tmp_path / "spec.yaml"
     file.write_text("seed: x\n")
