@@ -102,7 +102,10 @@ def test_bad_file_lists_are_one_line(tmp_path):
     cases = {"a.csv": ("file,label\nx.png,1\n", "a 'path' column"),
              "b.csv": ("path,label\nx.png,1\ny.png,\n", "on every row or on none"),
              "c.txt": ("# nothing\n\n", "names no image"),
-             "d.txt": ("notes.doc\n", "expected .jpg")}
+             "d.txt": ("notes.doc\n", "expected .jpg"),
+             "e.txt": ("here.png\ngone.png\n",
+                       r"1 of the 2 files it names do not exist \(the first: .*gone\.png\)")}
+    (tmp_path / "here.png").write_bytes(b"")
     for name, (text, message) in cases.items():
         (tmp_path / name).write_text(text)
         with pytest.raises(DataError, match=message):

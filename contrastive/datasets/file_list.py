@@ -85,7 +85,8 @@ def read_list(path):
 
     Raises:
         DataError: the file cannot be read, a CSV lacks a `path` column, some
-            rows have labels and others not, or it names no image.
+            rows have labels and others not, it names no image, or a file it
+            names does not exist.
     """
     path = pathlib.Path(path)
     try:
@@ -109,6 +110,10 @@ def read_list(path):
     odd = [str(p) for p in paths if not p.name.lower().endswith(EXTENSIONS)]
     if odd:
         raise DataError(f"{path}: expected {'/'.join(EXTENSIONS)} files, received {odd[0]}")
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise DataError(f"{path}: {len(missing)} of the {len(paths)} files it names do not "
+                        f"exist (the first: {missing[0]})")
     return paths, [name for _, name in entries]
 
 
