@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -222,6 +223,43 @@ def test_no_intact_checkpoint_is_one_line_and_deletes_nothing(three_epochs, caps
     assert "no intact checkpoint" in err[-1] and "epoch-0002.weights.h5" in err[-1]
     assert "SHA-256 differs" in err[-1]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == files
+
+
+def test_a_checkpoint_that_does_not_fit_an_edited_spec_is_one_line(three_epochs, capsys):
+    from contrastive_cli.main import main
+
+    run, data = three_epochs
+    data["encoder"]["widths"] = [w * 2 for w in data["encoder"]["widths"]]
+    data["train"]["epochs"] = 4
+    (run / "spec.yaml").write_text(yaml.safe_dump(data))
+    files = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+    with pytest.raises(SystemExit) as info, warnings.catch_warnings():
+        warnings.simplefilter("error")  # Keras' warnings before it fails are not said
+        main(["train", "--resume", str(run)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1, err
+    assert "epoch-0003.weights.h5: the checkpoint does not fit the model spec.yaml builds" in err[0]
+    assert len(err[0]) < 700
+    assert {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()} == files
+
+
+def test_resuming_a_read_only_run_is_one_line(three_epochs, capsys, monkeypatch):
+    import importlib
+
+    from contrastive_cli.main import main
+
+    train_module = importlib.import_module("contrastive.training.train")
+    run, _ = three_epochs
+    real = os.access
+    # As a user without write permission would see it (the tests may run as root).
+    monkeypatch.setattr(train_module.os, "access", lambda path, mode: (
+        False if str(path).endswith("metrics.csv") else real(path, mode)))
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--resume", str(run)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and err == [
+        f"error: {run}: --resume: {run / 'metrics.csv'} is not writable; resuming writes "
+        "checkpoints and metrics there"], err
 
 
 def test_resuming_what_is_not_a_run_is_one_line(tmp_path, capsys):

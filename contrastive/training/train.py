@@ -1,6 +1,8 @@
 """A pretraining run: the spec's parts, `model.fit`, the run directory."""
 
+import os
 import time
+import warnings
 
 import numpy as np
 
@@ -92,6 +94,11 @@ def resume(run_dir, log=print):
         raise SpecError(f"expected the directory of a run `train` started (its spec.yaml and "
                         f"checkpoints), received {str(run_dir)!r}: {problem}", "--resume",
                         file=str(run_dir))
+    unwritable = [p for p in (folder, folder / "checkpoints", folder / "metrics.csv")
+                  if p.exists() and not os.access(p, os.W_OK)]
+    if unwritable:
+        raise SpecError(f"{unwritable[0]} is not writable; resuming writes checkpoints and "
+                        "metrics there", "--resume", file=str(run_dir))
     spec = Run(run_dir).spec
     if not RunDir(run_dir).has_checkpoints():
         log(f"{run_dir} has no checkpoint yet: starting from epoch 0")
@@ -106,7 +113,21 @@ def restore(model, data_input, state, path):
 
     model(data_input.example(), training=True)
     model.optimizer.build(model.trainable_variables)
-    model.load_weights(str(path / state["weights"]))
+    try:
+        # Keras warns of each container it skips before it fails: said only
+        # when the weights load.
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            model.load_weights(str(path / state["weights"]))
+        for warning in said:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
+    except ValueError as exc:
+        # Keras' message lists every variable that did not fit, with values.
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+        raise SpecError(
+            f"{path / state['weights']}: the checkpoint does not fit the model spec.yaml "
+            f"builds (was spec.yaml edited?): {first[:300]}", "--resume") from None
     variables = random_states(model)
     if len(variables) != len(state["random_states"]):
         raise SpecError(
