@@ -134,6 +134,26 @@ def test_a_damaged_encoder_file_is_named_in_one_line(capsys, run_dir, tmp_path):
     assert not (tmp_path / "e.keras").exists()
 
 
+def test_held_out_images_of_another_size_skip_evaluation_with_a_reason(tmp_path):
+    from contrastive.spec import resolve
+    from contrastive.training import train
+    from helpers import tiny_spec
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "train.npz", images=rng.integers(0, 256, (32, 16, 16, 3), np.uint8),
+             labels=rng.integers(0, 3, 32))
+    np.savez(tmp_path / "test.npz", images=rng.integers(0, 256, (8, 8, 8, 3), np.uint8),
+             labels=rng.integers(0, 3, 8))
+    data = tiny_spec(tmp_path / "train.npz", train={"batch_size": 16, "epochs": 1, "verbose": 0},
+                     output={"tensorboard": False, "plot": False})
+    data["data"]["test_path"] = str(tmp_path / "test.npz")
+    said = []
+    run = train(resolve(data), out=tmp_path / "run", log=said.append)
+    assert ("evaluation skipped: expected held-out images of the training images' shape "
+            "(16, 16, 3), received (8, 8, 3)") in said, said
+    assert (run.path / "checkpoint.json").exists()
+
+
 def test_knn_matches_a_direct_computation():
     rng = np.random.default_rng(1)
     train_x, test_x = rng.normal(size=(30, 4)), rng.normal(size=(7, 4))

@@ -47,6 +47,10 @@ def labelled_splits(spec, dataset, train, mode="memory", labelled=True):
         raise SpecError("expected a dataset with a test split, or eval.data", "data")
     if labelled and (train.labels is None or test.labels is None):
         raise SpecError("expected labelled data for evaluation", "eval.data")
+    if tuple(test.image_shape) != tuple(train.image_shape):
+        raise SpecError(f"expected held-out images of the training images' shape "
+                        f"{tuple(train.image_shape)}, received {tuple(test.image_shape)}",
+                        "eval.data" if spec.eval.data is not None else "data")
     return train, test
 
 
