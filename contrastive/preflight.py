@@ -19,10 +19,23 @@ def check(spec, out=None, resume=False):
         SpecError: naming the key path (or `--out`) and the problem.
     """
     check_data(spec)
+    check_components(spec)
     if out is not None and not resume:
         check_output(out, "--out")
     elif spec.output.dir is not None and not resume:
         check_output(spec.output.dir, "output.dir")
+
+
+def check_components(spec):
+    """The augmenter, encoder, head and loss accept their arguments: each is
+    constructed as training constructs it (no weights are made until a
+    component is first called), so that what a constructor refuses (a ViT's
+    heads that do not divide its width) is said before a run."""
+    if spec.augment is not None:
+        build("augmenters", spec.augment, "augment", {"seed": spec.seed})
+    build("encoders", spec.encoder, "encoder")
+    build("heads", spec.head, "head")
+    build("losses", spec.loss, "loss")
 
 
 def check_data(spec):
