@@ -164,11 +164,12 @@ class ImageFolder(Dataset):
         unreadable = self._unreadable(items) if check else []
         bad = [f"{path} ({error})" for path, error in unreadable]
         if bad:
-            self._report(bad)
             dropped = {path for path, _ in unreadable}
+            if all(str(item) in dropped for item in items):
+                raise DataError(f"{root}: none of the {len(items)} images could be read "
+                                f"(the first: {bad[0]})")
+            self._report(bad)
             items = [item for item in items if str(item) not in dropped]
-            if not items:
-                raise DataError(f"{root}: none of the images could be read")
         labels, classes = class_labels([_class_of(item, base) for item in items], self.labels,
                                        root)
         return Files(tuple(items), labels, self.size, classes, skipped=tuple(bad),
@@ -267,11 +268,12 @@ class ImageFolder(Dataset):
                 decoded.append(result)
                 progress.add(1)
         bad = [error for _, error in decoded if error]
-        if bad:
-            self._report(bad)
         keep = [i for i, (image, _) in enumerate(decoded) if image is not None]
         if not keep:
-            raise DataError(f"{root}: none of the {len(named)} images could be read")
+            raise DataError(f"{root}: none of the {len(named)} images could be read"
+                            + (f" (the first: {bad[0]})" if bad else ""))
+        if bad:
+            self._report(bad)
         labels, classes = class_labels([named[i][1] for i in keep], self.labels, root)
         if self.keep_aspect:
             images, sizes = pad_to_canvas([decoded[i][0] for i in keep])
