@@ -271,6 +271,18 @@ def test_validate_reads_the_array_headers(capsys, tiny_arrays, tmp_path):
         assert_one_line_error(code, err, f"{name}.yaml: data: {tmp_path / name}.npz: ", needle)
 
 
+def test_data_refused_when_read_is_said_under_the_spec_key(capsys, tiny_arrays, tmp_path):
+    import numpy as np
+
+    np.savez(tmp_path / "bright.npz", images=np.full((48, 8, 8, 3), 255.0, np.float32))
+    data = changed(data={"name": "arrays", "path": str(tmp_path / "bright.npz")})
+    file = _write(tmp_path, "bright", data, ".yaml")
+    code, _, err = run_cli(capsys, ["train", str(file), "--out", str(tmp_path / "run")])
+    assert_one_line_error(code, err, f"{file}: data: {tmp_path / 'bright.npz'}: expected float "
+                                     "images in [0, 1], received values in [255, 255]")
+    assert not (tmp_path / "run").exists()
+
+
 def test_bad_values_in_arrays_are_refused_when_read(tmp_path):
     import numpy as np
 

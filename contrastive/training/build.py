@@ -3,7 +3,7 @@ head, loss, optimizer with its schedule, and the assembled model."""
 
 import dataclasses
 
-from contrastive.errors import SpecError
+from contrastive.errors import DataError, SpecError
 from contrastive.registry import build, get_registry
 from contrastive.training.inputs import training_input
 
@@ -54,9 +54,12 @@ def build_parts(spec, distribution=None):
         augmenter = build("augmenters", spec.augment, "augment", {"seed": spec.seed})
     if getattr(dataset, "keep_aspect", False):
         check_crops(augmenter)
-    data_input = training_input(dataset, train.input, train.batch_size, spec.seed,
-                                train.steps_per_epoch, with_labels=train.probe,
-                                augmenter=augmenter, rows=rows, no_device=no_device)
+    try:
+        data_input = training_input(dataset, train.input, train.batch_size, spec.seed,
+                                    train.steps_per_epoch, with_labels=train.probe,
+                                    augmenter=augmenter, rows=rows, no_device=no_device)
+    except DataError as exc:  # said under the spec's key, as validate says it
+        raise SpecError(str(exc), "data") from None
     return Parts(
         dataset=dataset,
         input=data_input,
