@@ -47,3 +47,10 @@ def test_preview_refuses_what_it_cannot_write_in_one_line(tmp_path, write_spec, 
         assert info.value.code == 2 and len(err) == 1 and needle in err[0], err
     assert mine.read_bytes() == b"the user's picture"
     assert not (tmp_path / "v.png").exists()
+    spec = write_spec({"data": {"name": "digits", "size": 16}, "encoder": {"name": "small_cnn"},
+                       "augment": None})
+    with pytest.raises(SystemExit) as info:
+        main(["preview", str(spec), "--out", str(tmp_path / "v.png")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and err == [
+        f"error: {spec}: augment: expected an augmenter to preview, received null"], err

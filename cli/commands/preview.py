@@ -25,22 +25,30 @@ def command(spec, out, n, split, overrides):
     from PIL import Image
 
     from contrastive import registry
-    from contrastive.errors import SpecError
+    from contrastive.errors import DataError, SpecError
     from contrastive.preflight import check_new_file
     from contrastive.spec import load_spec
 
     check_new_file(out, "--out", {e for e, f in Image.registered_extensions().items()
                                   if f in Image.SAVE})
     resolved = load_spec(spec, overrides)
-    dataset = registry.build("datasets", resolved["data"], "data")
-    if split not in dataset.splits:
-        raise SpecError(f"expected one of {', '.join(dataset.splits)}, received '{split}'",
-                        "--split")
-    arrays = dataset.load(split)
+    try:
+        dataset = registry.build("datasets", resolved["data"], "data")
+        if split not in dataset.splits:
+            raise SpecError(f"expected one of {', '.join(dataset.splits)}, received '{split}'",
+                            "--split")
+        try:
+            arrays = dataset.load(split)
+        except DataError as exc:
+            raise SpecError(str(exc), "data") from None
+        if resolved["augment"] is None:
+            raise SpecError("expected an augmenter to preview, received null", "augment")
+        augmenter = registry.build(
+            "augmenters", resolved["augment"], "augment", context={"seed": resolved["seed"]}
+        )
+    except SpecError as exc:
+        raise exc.with_file(spec) from None
     images = np.asarray(arrays.images[:n])
-    augmenter = registry.build(
-        "augmenters", resolved["augment"], "augment", context={"seed": resolved["seed"]}
-    )
     # Aspect-kept images: crops in each image's own region of the canvas,
     # shown beside its centred view.
     sized = {} if arrays.sizes is None else {"sizes": arrays.sizes[:n]}
