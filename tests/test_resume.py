@@ -77,11 +77,13 @@ def test_ctrl_c_stops_a_run_in_one_line_and_it_resumes(tiny_arrays, tmp_path):
     file = tmp_path / "spec.yaml"
     file.write_text(yaml.safe_dump(data))
     run = tmp_path / "run"
-    # SIGINT as a terminal sends it (a background job would have it ignored).
+    # SIGINT as a terminal sends it: Python's own handler first, which a
+    # process started from a background job would not have (SIGINT ignored).
     process = subprocess.Popen(
-        [sys.executable, "-m", "contrastive_cli.main", "train", str(file), "--out", str(run)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        [sys.executable, "-c", "import signal; signal.signal(signal.SIGINT, "
+         "signal.default_int_handler); from contrastive_cli.main import main; main()",
+         "train", str(file), "--out", str(run)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     state_file = run / "checkpoint.json"
     deadline = time.time() + 300
     while not (state_file.exists() and json.loads(state_file.read_text())["epoch"] >= 2):
