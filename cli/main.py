@@ -5,9 +5,11 @@ traceback); 1 a failure while running (a process of a multi-process run
 that stopped: one line too).
 """
 
+import atexit
 import importlib
 import os
 import pkgutil
+import signal
 import sys
 import traceback
 import warnings
@@ -77,6 +79,7 @@ def main(argv=None):
                                       for a in args))
         # Without standalone mode, click returns a command's `ctx.exit(code)`.
         code = app.main(args=argv, prog_name="contrastive", standalone_mode=False)
+        interrupts.raise_if_interrupted()  # one lost where nothing raised it again
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)
@@ -94,10 +97,14 @@ def main(argv=None):
         click.echo(f"error: {_one_line(exc)}", err=True)
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, interrupts.Interrupted):
+        if argv is None:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C changes nothing
         click.echo("interrupted", err=True)
         if argv is None:
             # A process of its own: jax's runtime can crash (SIGSEGV) while
-            # Python finalises after an interrupt; what needed writing is.
+            # Python finalises after an interrupt. The exit hooks (temporary
+            # folders, jax's shutdown) run; the finalisation does not.
+            atexit._run_exitfuncs()
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(1)

@@ -4,36 +4,46 @@ Importing TensorFlow 2.21 writes absl's "All log messages before
 absl::InitializeLog() is called are written to STDERR" and oneDNN's notice
 to file descriptor 2, twice, whatever `TF_CPP_MIN_LOG_LEVEL` says; they
 would surround the one line a bad input gets. `install()` makes the first
-import of `tensorflow` run with descriptor 2 captured, and writes back
-every captured line but those.
+import of `tensorflow` run with descriptor 2 read through a pipe, which
+passes every other line on as it comes (so that a crash during the import
+still says why).
 """
 
 import contextlib
 import importlib.abc
-import importlib.util
 import os
 import re
 import sys
-import tempfile
+import threading
 
 NOISE = re.compile(
-    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    r"|I\d{4} [\d:.]+\s+\d+ (port|cpu_feature_guard)\.cc:\d+\] .*"
-    r"|To enable the following instructions: .* rebuild TensorFlow with the appropriate "
-    r"compiler flags\.")
+    rb"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    rb"|I\d{4} [\d:.]+\s+\d+ (port|cpu_feature_guard)\.cc:\d+\] .*"
+    rb"|To enable the following instructions: .* rebuild TensorFlow with the appropriate "
+    rb"compiler flags\.")
 
 
 class _QuietImport(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name != "tensorflow":
             return None
-        sys.meta_path.remove(self)  # the first import only
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+        # A lookup (`importlib.util.find_spec`) is not an import: this finder
+        # stays until the module is executed.
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         execute = spec.loader.exec_module
 
         def exec_module(module):
+            with contextlib.suppress(ValueError):
+                sys.meta_path.remove(self)
             with filtered_stderr():
                 execute(module)
 
@@ -51,28 +61,33 @@ def install():
 
 @contextlib.contextmanager
 def filtered_stderr():
-    """Captures file descriptor 2 in the block; then writes back what was
-    captured but the lines `NOISE` matches."""
+    """Reads file descriptor 2 through a pipe in the block, passing on every
+    line but those `NOISE` matches."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
     try:
         saved = os.dup(2)
+        read, write = os.pipe()
     except OSError:  # no descriptor 2: nothing to filter
         yield
         return
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(Exception):
-                sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            lines = captured.read().decode(errors="replace").splitlines(keepends=True)
-            kept = "".join(line for line in lines if not NOISE.fullmatch(line.rstrip("\r\n")))
-            if kept:
-                sys.stderr.write(kept)
-                sys.stderr.flush()
+
+    def forward():
+        with os.fdopen(read, "rb") as lines:
+            for line in lines:
+                if not NOISE.fullmatch(line.rstrip(b"\r\n")):
+                    os.write(saved, line)
+
+    reader = threading.Thread(target=forward, name="tensorflow-noise", daemon=True)
+    reader.start()
+    os.dup2(write, 2)
+    os.close(write)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last writer: the reader ends
+        reader.join(timeout=10)
+        os.close(saved)

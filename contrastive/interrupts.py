@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 
-_interrupted = threading.Event()
+_interrupted = False  # a plain flag: a handler may run inside another
 
 
 class Interrupted(BaseException):
@@ -42,12 +42,13 @@ def _unraisable(previous, unraisable):
 
 
 def _handler(signum, frame):
-    _interrupted.set()
+    global _interrupted
+    _interrupted = True
     raise Interrupted
 
 
 def raise_if_interrupted():
     """Raises `Interrupted` when a SIGINT arrived since `install`."""
-    if _interrupted.is_set():
+    if _interrupted:
         raise Interrupted
 

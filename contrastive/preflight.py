@@ -83,16 +83,17 @@ def check_output(out, key):
         raise SpecError(f"{path}: cannot create it, {existing} is not writable", key)
 
 
-def check_new_file(out, key="--out", suffixes=None):
+def check_new_file(out, key="--out", suffixes=None, exact=False):
     """A file can be written at `out` without replacing anything: it does not
     exist, its folder does and is writable, and its name ends in one of
-    `suffixes` (when given).
+    `suffixes` (when given; in any case unless `exact`).
 
     Raises:
         SpecError: naming `key` and the problem.
     """
     path = pathlib.Path(out)
-    if suffixes is not None and path.suffix.lower() not in suffixes:
+    suffix = path.suffix if exact else path.suffix.lower()
+    if suffixes is not None and suffix not in suffixes:
         raise SpecError(f"expected a file name ending in {' or '.join(sorted(suffixes))}, "
                         f"received {str(path)!r}", key)
     if path.exists() or path.is_symlink():

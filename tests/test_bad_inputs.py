@@ -366,6 +366,25 @@ def test_an_unknown_backend_in_keras_json(capsys, monkeypatch, tiny_arrays, tmp_
                                      "torch, tensorflow, received 'theano'")
 
 
+def test_tensorflow_start_up_lines_stay_off_after_a_lookup():
+    """A lookup (`importlib.util.find_spec`, as the TensorBoard check does)
+    leaves the filter for the import; other lines on stderr pass."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("tensorflow")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import importlib.util, os, sys\n"
+         "from contrastive_cli import tensorflow_noise\n"
+         "tensorflow_noise.install()\n"
+         "assert importlib.util.find_spec('tensorflow') is not None\n"
+         "import tensorflow\n"
+         "os.write(2, b'after\\n')"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0 and done.stderr == "after\n", done.stderr
+
+
 def test_debug_adds_the_traceback_and_keeps_exit_2(capsys, tmp_path):
     file = tmp_path / "spec.yaml"
     file.write_text("seed: x\n")

@@ -109,7 +109,12 @@ def test_embed_never_overwrites_a_file(capsys, run_dir, tmp_path):
                          (["--out", str(tmp_path / "h2.npy"), "--labels", str(mine)],
                           "--labels: expected a path that does not exist"),
                          (["--out", str(tmp_path / "h")], "--out: expected a file name ending "
-                                                          "in .npy")]:
+                                                          "in .npy"),
+                         (["--out", str(tmp_path / "h.NPY")], "--out: expected a file name "
+                                                              "ending in .npy"),
+                         (["--out", str(tmp_path / "h2.npy"), "--labels",
+                           str(tmp_path / "h2.npy")], "--labels: expected another file than "
+                                                      "--out")]:
         code, _, err = cli(capsys, "embed", "--run", str(run_dir), *args)
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and needle in lines[0], err

@@ -105,17 +105,31 @@ def test_a_lost_interrupt_is_raised_again_at_the_batch_end(monkeypatch):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")
     seen = []
-    monkeypatch.setattr(interrupts, "_interrupted", type(interrupts._interrupted)())
+    monkeypatch.setattr(interrupts, "_interrupted", False)
     record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(b))
     model.fit(np.zeros((8, 2)), np.zeros((8, 1)), batch_size=2, epochs=1, verbose=0,
               callbacks=[Interruptible(), record])
     assert seen == [0, 1, 2, 3]  # no interrupt: no effect
-    interrupts._interrupted.set()  # as the handler does, its exception lost
+    monkeypatch.setattr(interrupts, "_interrupted", True)  # as the handler does, its exception lost
     seen.clear()
     with pytest.raises(interrupts.Interrupted):
         model.fit(np.zeros((8, 2)), np.zeros((8, 1)), batch_size=2, epochs=1, verbose=0,
                   callbacks=[Interruptible(), record])
     assert seen == []
+
+
+def test_a_lost_interrupt_fails_the_command_that_went_on(monkeypatch, tiny_arrays, tmp_path,
+                                                         capsys):
+    from contrastive import interrupts
+    from contrastive_cli.main import main
+
+    file = tmp_path / "spec.yaml"
+    file.write_text(yaml.safe_dump(_resume_spec(tiny_arrays, 1)))
+    monkeypatch.setattr(interrupts, "_interrupted", True)  # the handler ran, its exception lost
+    with pytest.raises(SystemExit) as info:
+        main(["validate", str(file)])
+    assert info.value.code == 1
+    assert capsys.readouterr().err.strip().splitlines() == ["interrupted"]
 
 
 class FailsLater(keras.layers.Layer):
@@ -199,7 +213,8 @@ def test_resuming_removes_the_temporary_files_of_a_killed_save(three_epochs, tin
     data["train"]["epochs"] = 4  # one more epoch, so that the run goes on
     (run / "spec.yaml").write_text(yaml.safe_dump(data))
     leftovers = [run / "checkpoints" / ".tmp-epoch-0004.weights.h5",
-                 run / "checkpoints" / ".epoch-0004.json.tmp", run / ".checkpoint.json.tmp"]
+                 run / "checkpoints" / ".epoch-0004.json.tmp", run / ".checkpoint.json.tmp",
+                 run / "metrics.csv.tmp"]
     for path in leftovers:
         path.write_bytes(b"half a file")
     kept = {p.name: p.read_bytes() for p in (run / "checkpoints").glob("epoch-0003*")}
@@ -250,11 +265,11 @@ def test_resuming_a_read_only_run_is_one_line(three_epochs, capsys, monkeypatch)
 
     from contrastive_cli.main import main
 
-    train_module = importlib.import_module("contrastive.training.train")
+    run_dir_module = importlib.import_module("contrastive.training.run_dir")
     run, _ = three_epochs
     real = os.access
     # As a user without write permission would see it (the tests may run as root).
-    monkeypatch.setattr(train_module.os, "access", lambda path, mode: (
+    monkeypatch.setattr(run_dir_module.os, "access", lambda path, mode: (
         False if str(path).endswith("metrics.csv") else real(path, mode)))
     with pytest.raises(SystemExit) as info:
         main(["train", "--resume", str(run)])

@@ -1,5 +1,7 @@
 """`contrastive embed --run DIR --out embeddings.npy`: export representations h."""
 
+import pathlib
+
 import click
 
 from contrastive_cli.options import progress_option, verbosity
@@ -29,9 +31,13 @@ def command(run_dir, data, split, out, labels_out, progress):
     from contrastive.training.inputs import load_split
     from contrastive_cli.commands.eval import _mapping
 
-    check_new_file(out, "--out", {".npy"})
+    # Exactly .npy: np.save adds it to any other name (x.NPY -> x.NPY.npy).
+    check_new_file(out, "--out", {".npy"}, exact=True)
     if labels_out:
-        check_new_file(labels_out, "--labels", {".npy"})
+        check_new_file(labels_out, "--labels", {".npy"}, exact=True)
+        if pathlib.Path(labels_out).resolve() == pathlib.Path(out).resolve():
+            raise SpecError(f"expected another file than --out, received {labels_out!r}",
+                            "--labels")
     run = Run(run_dir)
     spec = run.spec
     encoder = run.encoder()

@@ -29,8 +29,7 @@ def command(spec, out, n, split, overrides):
     from contrastive.preflight import check_new_file
     from contrastive.spec import load_spec
 
-    check_new_file(out, "--out", {e for e, f in Image.registered_extensions().items()
-                                  if f in Image.SAVE})
+    check_new_file(out, "--out", {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
     resolved = load_spec(spec, overrides)
     try:
         dataset = registry.build("datasets", resolved["data"], "data")

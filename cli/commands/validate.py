@@ -1,5 +1,8 @@
 """`contrastive validate SPEC`: check a spec without running anything."""
 
+import os
+import sys
+
 import click
 
 from contrastive.errors import SpecError
@@ -13,6 +16,11 @@ from contrastive_cli.options import set_option, spec_argument
 @click.option("--print", "show", is_flag=True, help="Print the resolved spec.")
 def command(spec, overrides, show):
     """Check SPEC (YAML, TOML or JSON) and its overrides; exit 2 on a problem."""
+    if "keras" not in sys.modules:
+        # Constructing the components makes variables (seed generators):
+        # on the CPU, so that validating never takes an accelerator's memory.
+        os.environ["JAX_PLATFORMS"] = "cpu"
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     from contrastive.preflight import check
     from contrastive.spec import load_spec
 

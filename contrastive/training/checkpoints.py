@@ -119,10 +119,11 @@ def _damage(run_dir, state):
 
 def remove_leftovers(run_dir):
     """Removes the temporary files of writes that a killed run left unfinished
-    (`checkpoints/.tmp-*.weights.h5`, `.*.json.tmp`); returns their names.
+    (`checkpoints/.tmp-*.weights.h5`, `.*.json.tmp`, `metrics.csv.tmp`);
+    returns their names.
     They were never renamed into place, so no checkpoint is among them."""
     run_dir = pathlib.Path(run_dir)
-    leftovers = [run_dir / f".{STATE}.tmp"]
+    leftovers = [run_dir / f".{STATE}.tmp", run_dir / "metrics.csv.tmp"]
     if (run_dir / FOLDER).is_dir():
         leftovers += [*(run_dir / FOLDER).glob(".tmp-epoch-*.weights.h5"),
                       *(run_dir / FOLDER).glob(".epoch-*.json.tmp")]

@@ -11,6 +11,7 @@ it wrote.
 """
 
 import json
+import os
 import pathlib
 import shutil
 import time
@@ -96,6 +97,11 @@ class RunDir:
             (self.path / "spec.yaml").write_text(
                 f"# resolved from {spec.file}\n" + spec.to_yaml(), encoding="utf-8")
         else:
+            unwritable = [p for p in (self.path, self.path / "checkpoints", self.path / METRICS)
+                          if p.exists() and not os.access(p, os.W_OK)]
+            if unwritable:
+                raise SpecError(f"{unwritable[0]} is not writable; resuming writes checkpoints "
+                                "and metrics there", "--resume", file=str(self.path))
             remove_leftovers(self.path)
             self._truncate_metrics(first_epoch)
 

@@ -1,6 +1,5 @@
 """A pretraining run: the spec's parts, `model.fit`, the run directory."""
 
-import os
 import time
 import warnings
 
@@ -94,11 +93,6 @@ def resume(run_dir, log=print):
         raise SpecError(f"expected the directory of a run `train` started (its spec.yaml and "
                         f"checkpoints), received {str(run_dir)!r}: {problem}", "--resume",
                         file=str(run_dir))
-    unwritable = [p for p in (folder, folder / "checkpoints", folder / "metrics.csv")
-                  if p.exists() and not os.access(p, os.W_OK)]
-    if unwritable:
-        raise SpecError(f"{unwritable[0]} is not writable; resuming writes checkpoints and "
-                        "metrics there", "--resume", file=str(run_dir))
     spec = Run(run_dir).spec
     if not RunDir(run_dir).has_checkpoints():
         log(f"{run_dir} has no checkpoint yet: starting from epoch 0")
