@@ -55,9 +55,9 @@ _add_commands()
 def main(argv=None):
     """Runs the application; turns contrastive's errors into one line and
     their exit code, 2 or 1 (with `--debug`, after the traceback)."""
+    from contrastive import interrupts
     from contrastive.distribute import jax_supervisor
     from contrastive.errors import ContrastiveError
-    from contrastive import interrupts
 
     # A non-coordinator process of a multi-process jax run runs its command
     # in a supervised child (see `jax_supervisor`).
@@ -131,7 +131,7 @@ def _check_environment(chosen=False):
     """KERAS_BACKEND, or (unless `--backend` was `chosen`) keras.json's
     backend, and contrastive's torch variables."""
     from contrastive import torch_switches
-    from contrastive.distribute.base import configured_backend
+    from contrastive.distribute.base import configured_backend, keras_json
     from contrastive.errors import SpecError
 
     backend = os.environ.get("KERAS_BACKEND")
@@ -141,11 +141,8 @@ def _check_environment(chosen=False):
     if not backend and not chosen:
         configured = configured_backend()
         if configured not in BACKENDS:
-            home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"),
-                                                                ".keras")
             raise SpecError(f"expected one of {', '.join(BACKENDS)}, received {configured!r} "
-                            "(or set KERAS_BACKEND)", "backend",
-                            file=os.path.join(home, "keras.json"))
+                            "(or set KERAS_BACKEND)", "backend", file=keras_json())
     torch_switches.check()
 
 

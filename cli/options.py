@@ -28,6 +28,15 @@ progress_option = click.option(
 )
 
 
+def check_split(dataset, split):
+    """Raises `SpecError` under `--split` when `dataset` has no split `split`."""
+    from contrastive.errors import SpecError
+
+    if split not in dataset.splits:
+        raise SpecError(f"expected one of {', '.join(dataset.splits)}, received '{split}'",
+                        "--split")
+
+
 def verbosity(progress):
     """Keras' `verbose` for a `--progress/--no-progress` flag: 1, 0, or
     `"auto"` (a bar when stderr is a terminal) when neither was given."""

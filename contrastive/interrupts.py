@@ -51,4 +51,3 @@ def raise_if_interrupted():
     """Raises `Interrupted` when a SIGINT arrived since `install`."""
     if _interrupted:
         raise Interrupted
-

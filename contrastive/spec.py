@@ -36,6 +36,7 @@ MAX_DEPTH = 32  # nesting deeper than any spec needs; deeper is refused
 # A million epochs, a billion steps an epoch: more than any run, fewer than
 # would overflow a step counter or run for ever unnoticed.
 Epochs = Annotated[int, Range(1, 10**6)]
+StepsPerEpoch = Annotated[int, Range(1, 10**9)]
 
 
 class SpecLoader(yaml.SafeLoader):
@@ -101,7 +102,7 @@ class TrainSection:
 
     batch_size: PositiveInt = 256
     epochs: Epochs = 10
-    steps_per_epoch: Annotated[int, Range(1, 10**9)] | None = None
+    steps_per_epoch: StepsPerEpoch | None = None
     precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
     jit_compile: bool | Literal["auto"] = "auto"
     verbose: Literal[0, 1, 2] = 1

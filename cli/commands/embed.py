@@ -4,7 +4,7 @@ import pathlib
 
 import click
 
-from contrastive_cli.options import progress_option, verbosity
+from contrastive_cli.options import check_split, progress_option, verbosity
 
 
 @click.command("embed")
@@ -42,8 +42,7 @@ def command(run_dir, data, split, out, labels_out, progress):
     spec = run.spec
     encoder = run.encoder()
     dataset = build("datasets", _mapping(data) or spec.data, "--data")
-    if split not in dataset.splits:
-        raise SpecError(f"expected one of {', '.join(dataset.splits)}, received '{split}'", "--split")
+    check_split(dataset, split)
     with default_verbosity(verbosity(progress)):
         arrays = load_split(dataset, spec.train.input, split)[1]
     check_image_shape(encoder, arrays, "--data" if data else "data")

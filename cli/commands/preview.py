@@ -2,6 +2,8 @@
 
 import click
 
+from contrastive_cli.options import check_split
+
 
 @click.command("preview")
 @click.argument("spec", type=click.Path(dir_okay=False))
@@ -21,7 +23,6 @@ def command(spec, out, n, split, overrides):
     # Keras is imported here, after `--backend` has set KERAS_BACKEND.
     import numpy as np
     from keras import ops
-
     from PIL import Image
 
     from contrastive import registry
@@ -33,9 +34,7 @@ def command(spec, out, n, split, overrides):
     resolved = load_spec(spec, overrides)
     try:
         dataset = registry.build("datasets", resolved["data"], "data")
-        if split not in dataset.splits:
-            raise SpecError(f"expected one of {', '.join(dataset.splits)}, received '{split}'",
-                            "--split")
+        check_split(dataset, split)
         try:
             arrays = dataset.load(split)
         except DataError as exc:

@@ -315,6 +315,13 @@ def machine_commands(backend, argv, machines=2, port=29500):
     return lines
 
 
+def keras_json(environ=None):
+    """The path of the `keras.json` Keras reads: in `KERAS_HOME`, else `~/.keras`."""
+    environ = os.environ if environ is None else environ
+    home = environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, "keras.json")
+
+
 def configured_backend(environ=None):
     """The backend Keras will load, found without importing it: as Keras
     decides, `KERAS_BACKEND`, else `keras.json` (in `KERAS_HOME`, else
@@ -324,9 +331,8 @@ def configured_backend(environ=None):
     environ = os.environ if environ is None else environ
     if environ.get("KERAS_BACKEND"):
         return environ["KERAS_BACKEND"]
-    home = environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     try:
-        with open(os.path.join(home, "keras.json"), encoding="utf-8") as f:
+        with open(keras_json(environ), encoding="utf-8") as f:
             return json.load(f).get("backend") or "tensorflow"
     except (OSError, ValueError, AttributeError):
         return "tensorflow"

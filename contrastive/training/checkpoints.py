@@ -66,8 +66,8 @@ def newest_intact(run_dir, warn=None):
     for state in candidates:
         problem = _damage(run_dir, state)
         if problem is None:
-            for line in said:
-                (warn or (lambda line: None))(line)
+            for line in said if warn else ():
+                warn(line)
             return state
         damaged.append(f"{run_dir / state['weights']} ({problem})")
         said.append(f"{run_dir / state['weights']}: {problem}; trying an older checkpoint")
@@ -118,21 +118,16 @@ def _damage(run_dir, state):
 
 
 def remove_leftovers(run_dir):
-    """Removes the temporary files of writes that a killed run left unfinished
-    (`checkpoints/.tmp-*.weights.h5`, `.*.json.tmp`, `metrics.csv.tmp`);
-    returns their names.
-    They were never renamed into place, so no checkpoint is among them."""
+    """Removes the temporary files of checkpoint writes that a killed run
+    left unfinished (`checkpoints/.tmp-*.weights.h5`, `.*.json.tmp`). They
+    were never renamed into place, so no checkpoint is among them."""
     run_dir = pathlib.Path(run_dir)
-    leftovers = [run_dir / f".{STATE}.tmp", run_dir / "metrics.csv.tmp"]
+    leftovers = [run_dir / f".{STATE}.tmp"]
     if (run_dir / FOLDER).is_dir():
         leftovers += [*(run_dir / FOLDER).glob(".tmp-epoch-*.weights.h5"),
                       *(run_dir / FOLDER).glob(".epoch-*.json.tmp")]
-    removed = []
     for path in leftovers:
-        if path.is_file():
-            path.unlink()
-            removed.append(path.name)
-    return sorted(removed)
+        path.unlink(missing_ok=True)
 
 
 class Checkpoint(keras.callbacks.Callback):

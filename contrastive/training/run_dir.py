@@ -18,7 +18,12 @@ import time
 import warnings
 
 from contrastive.errors import SpecError
-from contrastive.training.checkpoints import Checkpoint, newest_intact, remove_leftovers
+from contrastive.training.checkpoints import (
+    FOLDER,
+    Checkpoint,
+    newest_intact,
+    remove_leftovers,
+)
 
 RESULTS = "results.json"
 METRICS = "metrics.csv"
@@ -84,7 +89,7 @@ class RunDir:
     def has_checkpoints(self):
         """Whether any checkpoint was written (intact or not)."""
         return (self.path / "checkpoint.json").exists() or any(
-            (self.path / "checkpoints").glob("epoch-*"))
+            (self.path / FOLDER).glob("epoch-*"))
 
     def start(self, spec, first_epoch):
         """Creates the directory and writes `spec.yaml` (a new run), or drops
@@ -97,12 +102,13 @@ class RunDir:
             (self.path / "spec.yaml").write_text(
                 f"# resolved from {spec.file}\n" + spec.to_yaml(), encoding="utf-8")
         else:
-            unwritable = [p for p in (self.path, self.path / "checkpoints", self.path / METRICS)
+            unwritable = [p for p in (self.path, self.path / FOLDER, self.path / METRICS)
                           if p.exists() and not os.access(p, os.W_OK)]
             if unwritable:
                 raise SpecError(f"{unwritable[0]} is not writable; resuming writes checkpoints "
                                 "and metrics there", "--resume", file=str(self.path))
             remove_leftovers(self.path)
+            (self.path / f"{METRICS}.tmp").unlink(missing_ok=True)  # a killed metrics write
             self._truncate_metrics(first_epoch)
 
     def callbacks(self, spec, first_epoch):
