@@ -51,7 +51,8 @@ def _timer():
     return EpochTimer()
 
 
-def measure(mode, dataset, args):
+def measure(mode, dataset, args, callbacks=()):
+    """Training images per second of `mode`, fitting with `callbacks` too."""
     import keras
 
     from contrastive.model import SimCLR
@@ -71,7 +72,7 @@ def measure(mode, dataset, args):
     model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
     timer = _timer()
     model.fit(**data_input.fit_arguments(0, epochs), epochs=epochs, shuffle=False, verbose=0,
-              callbacks=[timer, *data_input.callbacks()])
+              callbacks=[timer, *data_input.callbacks(), *callbacks])
     seconds = sum(timer.seconds[1:])
     return args.epochs * args.steps * args.batch_size / seconds
 

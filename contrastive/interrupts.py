@@ -2,11 +2,11 @@
 
 Python's SIGINT handler raises KeyboardInterrupt in whatever Python code
 runs when the signal arrives, and on jax that can be inside NumPy's call
-of a jax array's `__array__` (Keras converts the step's logs every batch),
+of a jax array's `__array__` (Keras converts the step's logs to numbers),
 where the exception was lost: the run went on to its end. The command
 line's handler (`install`) records the interrupt and raises `Interrupted`,
 and `contrastive.training.callbacks.Interruptible`, a callback of every
-run, raises it again at the next batch or epoch end. Keras is not imported
+run, raises it again at the next batch's start or epoch's end. Keras is not imported
 here: the command line installs the handler before `--backend` is read.
 """
 

@@ -27,21 +27,84 @@ def check(spec, out=None, resume=False):
 
 
 def check_components(spec):
-    """The augmenter, encoder, head and loss accept their arguments: each is
-    constructed as training constructs it (no weights are made until a
-    component is first called), so that what a constructor refuses (a ViT's
-    heads that do not divide its width) is said before a run."""
+    """The augmenter, encoder, head and loss accept their arguments, and the
+    encoder the views, where the data's image shape is known without loading
+    it: each is constructed as training constructs it (no weights are made),
+    so that what a constructor or the encoder's build refuses (a ViT's heads
+    that do not divide its width, its patches that do not divide the views)
+    is said before a run."""
+    augmenter = None
     if spec.augment is not None:
-        build("augmenters", spec.augment, "augment", {"seed": spec.seed})
-    build("encoders", spec.encoder, "encoder")
+        augmenter = build("augmenters", spec.augment, "augment", {"seed": spec.seed})
+    encoder = build("encoders", spec.encoder, "encoder")
     build("heads", spec.head, "head")
     build("losses", spec.loss, "loss")
+    try:
+        shape = build("datasets", spec.data, "data").shape("train")
+    except ContrastiveError as exc:
+        raise SpecError(str(exc), "data") from None
+    check_encoder_input(encoder, augmenter, shape or (None, None, 3))
+
+
+def check_encoder_input(encoder, augmenter, image_shape):
+    """The encoder takes the views: those `augmenter` (or, when None, the
+    data) gives from images of `image_shape`, `(H, W, C)`; sides may be None
+    where unknown, and nothing is checked while the views' sides are.
+
+    A copy of the encoder is built, in a stateless scope whose weights are
+    never made, in a thread of its own: Keras' state (layer-name counters,
+    the deferred variables) is per thread, and Python's and NumPy's random
+    states are put back, so that no later weight or name changes.
+    Components that cannot be copied or built this way (no `build`, no
+    `compute_output_shape`, another error than ValueError) are left to
+    training.
+
+    Raises:
+        SpecError: the encoder's build refused the shape with a ValueError
+            (a ViT's patch size that does not divide the side, a network's
+            minimum side), under `encoder`.
+    """
+    import random
+    import threading
+
+    import keras
+    import numpy as np
+
+    try:
+        shape = (None, *image_shape)
+        if augmenter is not None:
+            shape = tuple(augmenter.compute_output_shape(shape))
+    except Exception:
+        return
+    if None in shape[1:] or type(encoder).build is keras.layers.Layer.build:
+        return
+    refused = []
+
+    def build_a_copy():
+        with keras.StatelessScope(initialize_variables=False):
+            try:
+                type(encoder).from_config(encoder.get_config()).build(shape)
+            except ValueError as exc:
+                refused.append(str(exc))
+            except Exception:
+                pass
+
+    states = random.getstate(), np.random.get_state()
+    thread = threading.Thread(target=build_a_copy, name="contrastive-encoder-check")
+    thread.start()
+    thread.join()
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+    if refused:
+        raise SpecError(f"{refused[0]} (the views are {shape[1]}x{shape[2]}x{shape[3]})",
+                        "encoder")
 
 
 def check_data(spec):
-    """The training data exists, holds images and at least one batch; the
-    held-out data (`eval.data`) exists and holds images. Sources that only
-    a download or a full decode could count are left to training."""
+    """The training data exists, holds images and at least one batch; its
+    other splits (`test`) and the held-out data (`eval.data`) exist and hold
+    images. Sources that only a download or a full decode could count are
+    left to training."""
     count = _count(spec.data, "data")
     if count is not None and count < spec.train.batch_size:
         raise SpecError(
@@ -53,15 +116,19 @@ def check_data(spec):
 
 
 def _count(source, path):
-    try:
-        count = build("datasets", source, path).count("train")
-    except SpecError:
-        raise
-    except ContrastiveError as exc:
-        raise SpecError(str(exc), path) from None
-    if count == 0:
-        raise SpecError("expected at least one image, found none", path)
-    return count
+    """The images of the `train` split of `source`, each split checked."""
+    dataset = build("datasets", source, path)
+    counts = {}
+    for split in dataset.splits:
+        try:
+            counts[split] = dataset.count(split)
+        except SpecError:
+            raise
+        except ContrastiveError as exc:
+            raise SpecError(str(exc), path) from None
+        if counts[split] == 0:
+            raise SpecError(f"expected at least one image in the {split} split, found none", path)
+    return counts.get("train")
 
 
 def check_output(out, key):

@@ -1,5 +1,6 @@
 """A run directory as a user reads it: spec, metrics, results, encoder."""
 
+import contextlib
 import csv
 import json
 import pathlib
@@ -52,6 +53,18 @@ class Run:
             raise SpecError(f"{self.path}: expected a finished run directory with spec.yaml",
                             "--run")
         return load_spec(file)
+
+    @contextlib.contextmanager
+    def data_errors(self):
+        """Says a `SpecError` raised inside under the key of the run's data
+        (`data`, `eval.data`) with the run's `spec.yaml`, the file that
+        names that data."""
+        try:
+            yield
+        except SpecError as exc:
+            if exc.path.split(".")[0] == "data" or exc.path.startswith("eval.data"):
+                exc.with_file(self.path / "spec.yaml")
+            raise
 
     @property
     def results(self):

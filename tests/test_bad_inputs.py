@@ -93,10 +93,22 @@ MAPPINGS = [
     ("knn-temperature-nan", changed(eval={"knn": {"temperature": NAN}}), "eval.knn.temperature"),
     ("checkpoint-every-zero", changed(output={"checkpoint_every": 0}), "output.checkpoint_every"),
     ("arrays-missing", changed(data={"name": "arrays", "path": "/no/such/file.npz"}), "data"),
+    ("arrays-test-missing", changed(data={"test_path": "/no/such/test.npz"}),
+     "data: /no/such/test.npz: no such file"),
     ("folder-missing", changed(data={"name": "image_folder", "path": "/no/such/folder"}), "data"),
     ("eval-data-missing", changed(eval={"data": {"name": "arrays", "path": "/no/such.npz"}}),
      "eval.data"),
     ("digits-size-zero", changed(data={"name": "digits", "size": 0}), "data.size"),
+    ("vit-patches-do-not-divide-the-views",
+     changed(encoder={"name": "vit", "patch_size": 5, "width": 8, "depth": 1, "heads": 2}),
+     "encoder: images: expected height and width that are multiples of patch_size 5"),
+    ("vit-patches-do-not-divide-the-crops",
+     changed(augment={"name": "simclr", "size": 12},
+             encoder={"name": "vit", "patch_size": 8, "width": 8, "depth": 1, "heads": 2}),
+     "received 12x12"),
+    ("application-views-too-small", changed(encoder={"name": "keras_application",
+                                                     "model": "ResNet50"}),
+     "encoder: model: ResNet50 cannot take images of shape (16, 16, 3)"),
 ]
 
 
@@ -281,6 +293,70 @@ def test_data_refused_when_read_is_said_under_the_spec_key(capsys, tiny_arrays, 
     assert_one_line_error(code, err, f"{file}: data: {tmp_path / 'bright.npz'}: expected float "
                                      "images in [0, 1], received values in [255, 255]")
     assert not (tmp_path / "run").exists()
+
+
+def test_views_the_encoder_refuses_are_found_from_the_data_when_read(tiny_arrays, monkeypatch):
+    from contrastive.datasets.arrays import ArrayFiles
+    from contrastive.errors import SpecError
+    from contrastive.spec import resolve
+    from contrastive.training import build_parts
+
+    monkeypatch.setattr(ArrayFiles, "shape", lambda self, split="train": None)  # unknown before
+    spec = resolve(tiny_spec(tiny_arrays, encoder={"name": "vit", "patch_size": 3, "width": 8,
+                                                   "depth": 1, "heads": 2}))
+    with pytest.raises(SpecError) as info:
+        build_parts(spec)
+    assert info.value.path == "encoder" and "received 16x16" in info.value.message
+
+
+def test_the_views_check_changes_no_later_weight_or_name():
+    import keras
+    import numpy as np
+    from keras.src.backend.common import global_state
+
+    from contrastive.preflight import check_encoder_input
+    from contrastive.registry import build
+
+    def built(check):
+        keras.backend.clear_session()  # the layer-name counters start again
+        keras.utils.set_random_seed(3)
+        encoder = build("encoders", {"name": "vit", "patch_size": 4, "width": 8, "depth": 1,
+                                     "heads": 2}, "encoder")
+        if check:
+            check_encoder_input(encoder, None, (16, 16, 3))
+            assert not encoder.built
+            assert not global_state.get_global_attribute("uninitialized_variables")
+        head = build("heads", {"name": "mlp", "output_dim": 4}, "head")
+        encoder.build((None, 16, 16, 3))
+        head.build((None, 8))
+        return [(w.path, keras.ops.convert_to_numpy(w)) for w in encoder.weights + head.weights]
+
+    checked, plain = built(True), built(False)
+    assert [path for path, _ in checked] == [path for path, _ in plain]
+    for (_, ours), (_, theirs) in zip(checked, plain, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_components_the_views_check_cannot_copy_are_left_to_training():
+    import keras
+
+    from contrastive.preflight import check_encoder_input
+
+    class NoBuild(keras.layers.Layer):  # builds on first call
+        def call(self, x):
+            return x
+
+    class NoShape(keras.layers.Layer):  # an augmenter without compute_output_shape
+        def call(self, x):
+            return x
+
+    class Broken(keras.layers.Layer):
+        def build(self, shape):
+            raise RuntimeError("not a shape problem")
+
+    check_encoder_input(NoBuild(), None, (16, 16, 3))
+    check_encoder_input(Broken(), NoShape(), (16, 16, 3))
+    check_encoder_input(Broken(), None, (16, 16, 3))
 
 
 def test_bad_values_in_arrays_are_refused_when_read(tmp_path):

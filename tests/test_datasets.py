@@ -77,8 +77,10 @@ def test_cifar10_archive_subset():
 def test_arrays_npz_and_npy(tmp_path):
     images = np.random.default_rng(0).random((5, 6, 6))  # grey floats in [0, 1]
     np.savez(tmp_path / "a.npz", images=images, labels=np.arange(5))
-    data = build("datasets", {"name": "arrays", "path": str(tmp_path / "a.npz")}).load()
+    source = build("datasets", {"name": "arrays", "path": str(tmp_path / "a.npz")})
+    data = source.load()
     assert data.images.shape == (5, 6, 6, 3) and data.images.dtype == np.uint8
+    assert source.count() == 5 and source.shape() == data.image_shape  # from the headers
     assert np.array_equal(data.images[..., 0], np.round(images * 255).astype(np.uint8))
     assert data.labels.tolist() == [0, 1, 2, 3, 4]
     np.save(tmp_path / "b.npy", (images * 255).astype(np.uint8))

@@ -79,6 +79,25 @@ def test_data_of_another_image_size_is_one_line(capsys, run_dir):
     assert "--data: expected images of shape (16, 16, 3)" in err and "(8, 8, 3)" in err
 
 
+@pytest.mark.parametrize("command", [["eval", "knn"], ["embed", "--out", "OUT/h.npy"],
+                                     ["map", "--out", "OUT/map.png"]])
+def test_a_run_whose_data_is_gone_names_its_spec_file(capsys, run_dir, tmp_path, command):
+    import shutil
+
+    import yaml
+
+    moved = tmp_path / "run"
+    shutil.copytree(run_dir, moved)
+    spec = yaml.safe_load((moved / "spec.yaml").read_text())
+    spec["data"]["path"] = str(tmp_path / "gone.npz")
+    (moved / "spec.yaml").write_text(yaml.safe_dump(spec))
+    command = [part.replace("OUT", str(tmp_path)) for part in command]
+    code, _, err = cli(capsys, *command, "--run", str(moved))
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{moved / 'spec.yaml'}: data: {tmp_path / 'gone.npz'}: no such file" in err
+    assert list(tmp_path.iterdir()) == [moved]
+
+
 def test_the_encoder_loads_in_a_fresh_process(run_dir):
     import subprocess
     import sys

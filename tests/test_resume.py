@@ -98,7 +98,7 @@ def test_ctrl_c_stops_a_run_in_one_line_and_it_resumes(tiny_arrays, tmp_path):
     assert resume(run, log=lambda line: None).results["epochs"] == 24
 
 
-def test_a_lost_interrupt_is_raised_again_at_the_batch_end(monkeypatch):
+def test_a_lost_interrupt_is_raised_again_before_the_next_batch(monkeypatch):
     from contrastive import interrupts
     from contrastive.training.callbacks import Interruptible
 

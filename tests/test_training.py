@@ -35,6 +35,87 @@ def test_train_writes_a_run_directory(tiny_arrays, tmp_path, backend):
     assert h.shape == (2, 8)
 
 
+@pytest.fixture
+def batch_end_threads(monkeypatch):
+    """Whether each batch end of `StopOnNonFinite` ran in the main thread."""
+    import threading
+
+    from contrastive.training.callbacks import StopOnNonFinite
+
+    in_main_thread = []
+    original = StopOnNonFinite.on_train_batch_end
+
+    def record(self, batch, logs=None):
+        in_main_thread.append(threading.current_thread() is threading.main_thread())
+        original(self, batch, logs)
+
+    monkeypatch.setattr(StopOnNonFinite, "on_train_batch_end", record)
+    return in_main_thread
+
+
+def test_batch_ends_run_beside_the_step_loop_where_keras_allows(tiny_arrays, tmp_path, backend,
+                                                                 batch_end_threads):
+    """No callback of a run (TensorBoard and the kNN monitor included) makes
+    Keras call batch ends in the loop that feeds the device: on jax and torch
+    they run in a worker thread, so no step waits for the last one's loss."""
+    spec = resolve(tiny_spec(tiny_arrays, train={"batch_size": 16, "epochs": 2, "verbose": 1},
+                             eval={"knn": {"k": 5}, "linear": {"epochs": 1}, "monitor_every": 1},
+                             output={"tensorboard": True, "plot": False}))
+    train(spec, out=tmp_path / "run", log=lambda line: None)
+    assert len(batch_end_threads) == 2 * (48 // 16)
+    assert set(batch_end_threads) == {backend == "tensorflow"}  # Keras: tf is not thread-safe
+
+
+def test_processes_training_together_read_the_loss_in_the_loop(batch_end_threads):
+    """With several processes every one must stop after the same step, so the
+    non-finite-loss stop reads each step's loss before the next step."""
+    from contrastive.training.callbacks import StopOnNonFinite
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(np.zeros((8, 2)), np.zeros((8, 1)), batch_size=2, epochs=1, verbose=0,
+              callbacks=[StopOnNonFinite(single_process=False)])
+    assert batch_end_threads == [True] * 4
+
+
+def test_tensorboard_leaves_the_loop_only_writing_once_an_epoch(tmp_path):
+    from contrastive.training.callbacks import EpochTensorBoard
+
+    assert EpochTensorBoard(str(tmp_path), write_graph=False).async_safe
+    assert not EpochTensorBoard(str(tmp_path)).async_safe  # writes the graph at the first batch
+    assert not EpochTensorBoard(str(tmp_path), write_graph=False, update_freq="batch").async_safe
+    assert not EpochTensorBoard(str(tmp_path), write_graph=False,
+                                write_steps_per_second=True).async_safe
+
+
+def test_a_non_finite_loss_stops_training_by_the_end_of_its_epoch(tiny_arrays, tmp_path, monkeypatch,
+                                                                   backend):
+    import threading
+
+    from contrastive.training.callbacks import StopOnNonFinite
+
+    syncs = []  # jax: the step's state put back into the variables, in which thread
+    if backend == "jax":
+        from keras.src.backend.jax.trainer import JAXTrainer
+
+        sync = JAXTrainer.jax_state_sync
+        monkeypatch.setattr(JAXTrainer, "jax_state_sync", lambda self: (
+            syncs.append(threading.current_thread() is threading.main_thread()), sync(self)))
+    ends = []
+    original = StopOnNonFinite.on_train_batch_end
+
+    def poisoned(self, batch, logs=None):
+        ends.append(batch)
+        original(self, batch, {"loss": float("nan")} if batch == 0 else logs)
+
+    monkeypatch.setattr(StopOnNonFinite, "on_train_batch_end", poisoned)
+    spec = resolve(tiny_spec(tiny_arrays, train={"batch_size": 8, "epochs": 3, "verbose": 0},
+                             output={"plot": False}))
+    results = train(spec, out=tmp_path / "run", log=lambda line: None).results
+    assert results["epochs"] == 1 and len(ends) <= 48 // 8
+    assert all(syncs)  # never from the worker thread, racing the loop's donation
+
+
 def test_training_changes_the_encoder_and_lowers_the_loss(tiny_arrays, tmp_path):
     spec = resolve(tiny_spec(
         tiny_arrays, train={"batch_size": 16, "epochs": 4, "verbose": 0},

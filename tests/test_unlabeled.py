@@ -41,7 +41,8 @@ def test_a_folder_without_class_folders_is_unlabelled(flat_folder):
     with pytest.warns(UserWarning, match="020-broken.png"):
         data = ImageFolder(str(flat_folder), size=16, cache=False).load()
     assert data.labels is None and len(data) == 40 and data.class_names == ()
-    assert ImageFolder(str(flat_folder), size=16).count() == 41
+    folder = ImageFolder(str(flat_folder), size=16)
+    assert folder.count() == 41 and folder.shape() == folder.load().image_shape == (16, 16, 3)
     with pytest.raises(DataError, match="in a class folder"):
         with pytest.warns(UserWarning):
             ImageFolder(str(flat_folder), size=16, labels="folders", cache=False).load()

@@ -21,7 +21,7 @@ def command(run_dir, data, split, out, labels_out, progress):
     """Write h of every image of a dataset split as a (N, D) float32 array."""
     import numpy as np
 
-    from contrastive.errors import SpecError
+    from contrastive.errors import DataError, SpecError
     from contrastive.evaluation import features_of
     from contrastive.evaluation.features import check_image_shape
     from contrastive.evaluation.progress import default_verbosity
@@ -41,11 +41,16 @@ def command(run_dir, data, split, out, labels_out, progress):
     run = Run(run_dir)
     spec = run.spec
     encoder = run.encoder()
-    dataset = build("datasets", _mapping(data) or spec.data, "--data")
-    check_split(dataset, split)
-    with default_verbosity(verbosity(progress)):
-        arrays = load_split(dataset, spec.train.input, split)[1]
-    check_image_shape(encoder, arrays, "--data" if data else "data")
+    key = "--data" if data else "data"
+    with run.data_errors():
+        dataset = build("datasets", _mapping(data) or spec.data, key)
+        check_split(dataset, split)
+        with default_verbosity(verbosity(progress)):
+            try:
+                arrays = load_split(dataset, spec.train.input, split)[1]
+            except DataError as exc:
+                raise SpecError(str(exc), key) from None
+        check_image_shape(encoder, arrays, key)
     features = features_of(encoder, arrays, verbose=verbosity(progress),
                            title=f"h of the {split} split")
     np.save(out, features)

@@ -43,6 +43,13 @@ class ArrayFiles(Dataset):
         which are checked as `load` checks the arrays: images of shape
         (N, H, W) or (N, H, W, C) with C 1 or 3, uint8 or float, and integer
         labels of shape (N,)."""
+        return self._images_shape(split)[0]
+
+    def shape(self, split="train"):
+        """The images' `(H, W, 3)` (grayscale is made RGB), from the headers."""
+        return (*self._images_shape(split)[1:3], 3)
+
+    def _images_shape(self, split):
         self.check_split(split)
         path = pathlib.Path(self.test_path if split == "test" else self.path)
         if not path.exists():
@@ -72,7 +79,7 @@ class ArrayFiles(Dataset):
                                    or not np.issubdtype(labels[1], np.integer)):
             raise DataError(f"{path}: expected integer labels of shape ({shape[0]},), "
                             f"received {labels[1]} of shape {labels[0]}")
-        return shape[0]
+        return shape
 
     def load(self, split="train"):
         self.check_split(split)

@@ -177,6 +177,16 @@ class Dataset:
         del split
         return None
 
+    def shape(self, split="train"):
+        """The `(H, W, C)` of the images `load` gives `split`, found as
+        cheaply as `count`; None where only `load` can tell.
+
+        Raises:
+            DataError: the data source is missing or unreadable.
+        """
+        del split
+        return None
+
     @property
     def needs_download(self):
         """Whether `load` would fetch the data from the network."""

@@ -54,6 +54,10 @@ class _Cifar(Dataset):
         return ImageFolder(str(self._local(split)), size=32,
                            limit_per_class=self.limit_per_class).count("train")
 
+    def shape(self, split="train"):
+        self.check_split(split)
+        return (32, 32, 3)
+
     @property
     def can_stream(self):
         return self.path is not None

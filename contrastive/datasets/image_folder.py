@@ -118,6 +118,10 @@ class ImageFolder(Dataset):
     def _view_size(self):
         return self.size if self.keep_aspect else None
 
+    def shape(self, split="train"):
+        self.check_split(split)
+        return (self.size, self.size, 3)
+
     def count(self, split="train"):
         self.check_split(split)
         root = pathlib.Path(self.test_path if split == "test" else self.path)

@@ -7,18 +7,27 @@ unlabelled pretraining data (self-supervised collections), both come from
 `eval.data`: its `train` and `test` splits.
 """
 
-from contrastive.errors import SpecError
+from contrastive.errors import DataError, SpecError
 from contrastive.registry import build
 from contrastive.training.inputs import load_split
+
+
+def _load(dataset, mode, key, split="train"):
+    """`split` of `dataset` (see `load_split`); a source that cannot be read
+    is said under `key`, the spec's key (or option) that names it."""
+    try:
+        return load_split(dataset, mode, split)[1]
+    except DataError as exc:
+        raise SpecError(str(exc), key) from None
 
 
 def held_out(spec, dataset, mode="memory"):
     """The held-out split: `eval.data` if the spec sets it, else the `test`
     split of `dataset`, else None; as `Arrays`, or `Files` in `stream` mode."""
     if spec.eval.data is not None:
-        return load_split(build("datasets", spec.eval.data, "eval.data"), mode)[1]
+        return _load(build("datasets", spec.eval.data, "eval.data"), mode, "eval.data")
     if "test" in dataset.splits:
-        return load_split(dataset, mode, "test")[1]
+        return _load(dataset, mode, "data", "test")
     return None
 
 
@@ -40,7 +49,7 @@ def labelled_splits(spec, dataset, train, mode="memory", labelled=True):
         if "test" not in source.splits:
             raise SpecError("with unlabelled training data, expected eval.data with a test "
                             "split", "eval.data")
-        train, test = load_split(source, mode)[1], load_split(source, mode, "test")[1]
+        train, test = _load(source, mode, "eval.data"), _load(source, mode, "eval.data", "test")
     else:
         test = held_out(spec, dataset, mode)
     if test is None:
@@ -69,11 +78,11 @@ def evaluation_data(spec, data=None, labelled=True):
     mode = spec.train.input
     if data is None:
         dataset = build("datasets", spec.data, "data")
-        return labelled_splits(spec, dataset, load_split(dataset, mode)[1], mode, labelled)
+        return labelled_splits(spec, dataset, _load(dataset, mode, "data"), mode, labelled)
     dataset = build("datasets", data, "--data")
     if "test" not in dataset.splits:
         raise SpecError("expected a dataset with a test split", "--data")
-    train, test = load_split(dataset, mode)[1], load_split(dataset, mode, "test")[1]
+    train, test = _load(dataset, mode, "--data"), _load(dataset, mode, "--data", "test")
     if labelled and (train.labels is None or test.labels is None):
         raise SpecError("expected labelled data for evaluation", "--data")
     return train, test
@@ -110,7 +119,8 @@ def run_splits(run, data=None, start="h", labelled=True):
     from contrastive.evaluation.features import check_image_shape
 
     encoder = run.encoder(start)
-    train, test = evaluation_data(run.spec, data, labelled=labelled)
-    for split in (train, test):
-        check_image_shape(encoder, split, "--data" if data is not None else "data")
+    with run.data_errors():
+        train, test = evaluation_data(run.spec, data, labelled=labelled)
+        for split in (train, test):
+            check_image_shape(encoder, split, "--data" if data is not None else "data")
     return encoder, train, test

@@ -105,8 +105,9 @@ def write_map(run, out, method="tsne", n=5000, seed=0, data=None, verbose=0):
     if method == "umap":
         _umap()
     encoder = run.encoder()
-    test = held_out_split(run.spec, data)
-    check_image_shape(encoder, test, "--data" if data is not None else "data")
+    with run.data_errors():
+        test = held_out_split(run.spec, data)
+        check_image_shape(encoder, test, "--data" if data is not None else "data")
     indices = np.arange(len(test))
     if len(test) > n:
         indices = np.sort(np.random.default_rng(seed).choice(len(test), size=n, replace=False))

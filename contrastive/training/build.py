@@ -4,6 +4,7 @@ head, loss, optimizer with its schedule, and the assembled model."""
 import dataclasses
 
 from contrastive.errors import DataError, SpecError
+from contrastive.preflight import check_encoder_input
 from contrastive.registry import build, get_registry
 from contrastive.training.inputs import training_input
 
@@ -60,11 +61,13 @@ def build_parts(spec, distribution=None):
                                     augmenter=augmenter, rows=rows, no_device=no_device)
     except DataError as exc:  # said under the spec's key, as validate says it
         raise SpecError(str(exc), "data") from None
+    encoder = build("encoders", spec.encoder, "encoder")
+    check_encoder_input(encoder, augmenter, data_input.image_shape)
     return Parts(
         dataset=dataset,
         input=data_input,
         augmenter=augmenter,
-        encoder=build("encoders", spec.encoder, "encoder"),
+        encoder=encoder,
         head=build("heads", spec.head, "head"),
         loss=build("losses", spec.loss, "loss"),
     )

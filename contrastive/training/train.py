@@ -157,7 +157,8 @@ def _fit(spec, model, parts, run_dir, distribution, first_epoch):
     from contrastive.training.checkpoints import STATE
 
     explain = LostProcess(run_dir.path, run_dir.path / STATE, spec.train.epochs, first_epoch + 1)
-    callbacks = [Interruptible(), torch_speed.callback(), StopOnNonFinite(),
+    callbacks = [Interruptible(), torch_speed.callback(),
+                 StopOnNonFinite(single_process=distribution.num_processes == 1),
                  *parts.input.callbacks(),
                  *monitor_callbacks(spec, parts, run_dir),
                  *run_dir.callbacks(spec, first_epoch),
