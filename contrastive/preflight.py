@@ -102,10 +102,11 @@ def check_encoder_input(encoder, augmenter, image_shape):
 
 def check_data(spec):
     """The training data exists, holds images and at least one batch; its
-    other splits (`test`) and the held-out data (`eval.data`) exist and hold
-    images. Sources that only a download or a full decode could count are
-    left to training."""
+    other splits (`test`, of the training images' shape) and the held-out
+    data (`eval.data`) exist and hold images. Sources that only a download
+    or a full decode could count or measure are left to training."""
     count = _count(spec.data, "data")
+    _check_test_shape(spec.data)
     if count is not None and count < spec.train.batch_size:
         raise SpecError(
             f"expected at most the {count} training images, received {spec.train.batch_size}",
@@ -129,6 +130,21 @@ def _count(source, path):
         if counts[split] == 0:
             raise SpecError(f"expected at least one image in the {split} split, found none", path)
     return counts.get("train")
+
+
+def _check_test_shape(source):
+    """The `test` split's images have the `train` split's shape, where the
+    dataset tells both cheaply (evaluation compares them)."""
+    dataset = build("datasets", source, "data")
+    if "test" not in dataset.splits:
+        return
+    try:
+        train, test = dataset.shape("train"), dataset.shape("test")
+    except ContrastiveError as exc:
+        raise SpecError(str(exc), "data") from None
+    if train is not None and test is not None and tuple(train) != tuple(test):
+        raise SpecError(f"expected test images of the training images' shape {tuple(train)}, "
+                        f"received {tuple(test)}", "data")
 
 
 def check_output(out, key):

@@ -295,6 +295,20 @@ def test_data_refused_when_read_is_said_under_the_spec_key(capsys, tiny_arrays, 
     assert not (tmp_path / "run").exists()
 
 
+def test_a_test_split_of_another_shape_is_refused_before_a_run(capsys, tiny_arrays, tmp_path):
+    import numpy as np
+
+    np.savez(tmp_path / "small.npz", images=np.zeros((4, 8, 8, 3), np.uint8),
+             labels=np.zeros(4, np.int32))
+    data = changed(data={"test_path": str(tmp_path / "small.npz")})
+    file = _write(tmp_path, "small", data, ".yaml")
+    for command in (["validate", str(file)], ["train", str(file), "--out", str(tmp_path / "run")]):
+        code, _, err = run_cli(capsys, command)
+        assert_one_line_error(code, err, f"{file}: data: expected test images of the training "
+                                         "images' shape (16, 16, 3), received (8, 8, 3)")
+    assert not (tmp_path / "run").exists()
+
+
 def test_views_the_encoder_refuses_are_found_from_the_data_when_read(tiny_arrays, monkeypatch):
     from contrastive.datasets.arrays import ArrayFiles
     from contrastive.errors import SpecError

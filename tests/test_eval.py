@@ -158,7 +158,10 @@ def test_a_damaged_encoder_file_is_named_in_one_line(capsys, run_dir, tmp_path):
     assert not (tmp_path / "e.keras").exists()
 
 
-def test_held_out_images_of_another_size_skip_evaluation_with_a_reason(tmp_path):
+def test_held_out_images_of_another_size_skip_evaluation_with_a_reason(tmp_path, monkeypatch):
+    """Where the sizes are seen only when the images are read (before, a
+    test split of another shape is refused: `test_bad_inputs`)."""
+    from contrastive.datasets.arrays import ArrayFiles
     from contrastive.spec import resolve
     from contrastive.training import train
     from helpers import tiny_spec
@@ -171,6 +174,7 @@ def test_held_out_images_of_another_size_skip_evaluation_with_a_reason(tmp_path)
     data = tiny_spec(tmp_path / "train.npz", train={"batch_size": 16, "epochs": 1, "verbose": 0},
                      output={"tensorboard": False, "plot": False})
     data["data"]["test_path"] = str(tmp_path / "test.npz")
+    monkeypatch.setattr(ArrayFiles, "shape", lambda self, split="train": None)
     said = []
     run = train(resolve(data), out=tmp_path / "run", log=said.append)
     assert ("evaluation skipped: expected held-out images of the training images' shape "
