@@ -6,8 +6,9 @@ of a jax array's `__array__` (Keras converts the step's logs to numbers),
 where the exception was lost: the run went on to its end. The command
 line's handler (`install`) records the interrupt and raises `Interrupted`,
 and `contrastive.training.callbacks.Interruptible`, a callback of every
-run, raises it again at the next batch's start or epoch's end. Keras is not imported
-here: the command line installs the handler before `--backend` is read.
+run, raises it again at the next batch's start or epoch's end. Keras is
+not imported here: the command line installs the handler before
+`--backend` is read.
 """
 
 import functools

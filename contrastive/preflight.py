@@ -18,32 +18,29 @@ def check(spec, out=None, resume=False):
     Raises:
         SpecError: naming the key path (or `--out`) and the problem.
     """
-    check_data(spec)
-    check_components(spec)
+    image_shape = check_data(spec)
+    check_components(spec, image_shape)
     if out is not None and not resume:
         check_output(out, "--out")
     elif spec.output.dir is not None and not resume:
         check_output(spec.output.dir, "output.dir")
 
 
-def check_components(spec):
+def check_components(spec, image_shape=None):
     """The augmenter, encoder, head and loss accept their arguments, and the
-    encoder the views, where the data's image shape is known without loading
-    it: each is constructed as training constructs it (no weights are made),
-    so that what a constructor or the encoder's build refuses (a ViT's heads
-    that do not divide its width, its patches that do not divide the views)
-    is said before a run."""
+    encoder the views of images of `image_shape` (the training images'
+    `(H, W, C)` where `check_data` found it, else None): each is constructed
+    as training constructs it (no weights are made), so that what a
+    constructor or the encoder's build refuses (a ViT's heads that do not
+    divide its width, its patches that do not divide the views) is said
+    before a run."""
     augmenter = None
     if spec.augment is not None:
         augmenter = build("augmenters", spec.augment, "augment", {"seed": spec.seed})
     encoder = build("encoders", spec.encoder, "encoder")
     build("heads", spec.head, "head")
     build("losses", spec.loss, "loss")
-    try:
-        shape = build("datasets", spec.data, "data").shape("train")
-    except ContrastiveError as exc:
-        raise SpecError(str(exc), "data") from None
-    check_encoder_input(encoder, augmenter, shape or (None, None, 3))
+    check_encoder_input(encoder, augmenter, image_shape or (None, None, 3))
 
 
 def check_encoder_input(encoder, augmenter, image_shape):
@@ -104,47 +101,47 @@ def check_data(spec):
     """The training data exists, holds images and at least one batch; its
     other splits (`test`, of the training images' shape) and the held-out
     data (`eval.data`) exist and hold images. Sources that only a download
-    or a full decode could count or measure are left to training."""
-    count = _count(spec.data, "data")
-    _check_test_shape(spec.data)
-    if count is not None and count < spec.train.batch_size:
+    or a full decode could count or measure are left to training.
+
+    Returns:
+        The training images' `(H, W, C)`, or None where only reading them
+        can tell.
+    """
+    counts, shapes = _splits(spec.data, "data")
+    if counts.get("train") is not None and counts["train"] < spec.train.batch_size:
         raise SpecError(
-            f"expected at most the {count} training images, received {spec.train.batch_size}",
+            f"expected at most the {counts['train']} training images, "
+            f"received {spec.train.batch_size}",
             "train.batch_size",
         )
+    train, test = shapes.get("train"), shapes.get("test")
+    if train is not None and test is not None and tuple(train) != tuple(test):
+        raise SpecError(f"expected test images of the training images' shape {tuple(train)}, "
+                        f"received {tuple(test)}", "data")
     if spec.eval.data is not None:
-        _count(spec.eval.data, "eval.data")
+        _splits(spec.eval.data, "eval.data")
+    return train
 
 
-def _count(source, path):
-    """The images of the `train` split of `source`, each split checked."""
+def _splits(source, path):
+    """`(counts, shapes)` of every split of the dataset `source` (under the
+    spec key `path`), each None where only reading the images can tell.
+
+    Raises:
+        SpecError: a split is missing, unreadable or empty.
+    """
     dataset = build("datasets", source, path)
-    counts = {}
+    counts, shapes = {}, {}
     for split in dataset.splits:
         try:
-            counts[split] = dataset.count(split)
+            counts[split], shapes[split] = dataset.count(split), dataset.shape(split)
         except SpecError:
             raise
         except ContrastiveError as exc:
             raise SpecError(str(exc), path) from None
         if counts[split] == 0:
             raise SpecError(f"expected at least one image in the {split} split, found none", path)
-    return counts.get("train")
-
-
-def _check_test_shape(source):
-    """The `test` split's images have the `train` split's shape, where the
-    dataset tells both cheaply (evaluation compares them)."""
-    dataset = build("datasets", source, "data")
-    if "test" not in dataset.splits:
-        return
-    try:
-        train, test = dataset.shape("train"), dataset.shape("test")
-    except ContrastiveError as exc:
-        raise SpecError(str(exc), "data") from None
-    if train is not None and test is not None and tuple(train) != tuple(test):
-        raise SpecError(f"expected test images of the training images' shape {tuple(train)}, "
-                        f"received {tuple(test)}", "data")
+    return counts, shapes
 
 
 def check_output(out, key):

@@ -21,14 +21,14 @@ def command(run_dir, data, split, out, labels_out, progress):
     """Write h of every image of a dataset split as a (N, D) float32 array."""
     import numpy as np
 
-    from contrastive.errors import DataError, SpecError
+    from contrastive.errors import SpecError
     from contrastive.evaluation import features_of
+    from contrastive.evaluation.data import load_under
     from contrastive.evaluation.features import check_image_shape
     from contrastive.evaluation.progress import default_verbosity
     from contrastive.preflight import check_new_file
     from contrastive.registry import build
     from contrastive.run import Run
-    from contrastive.training.inputs import load_split
     from contrastive_cli.commands.eval import _mapping
 
     # Exactly .npy: np.save adds it to any other name (x.NPY -> x.NPY.npy).
@@ -46,10 +46,7 @@ def command(run_dir, data, split, out, labels_out, progress):
         dataset = build("datasets", _mapping(data) or spec.data, key)
         check_split(dataset, split)
         with default_verbosity(verbosity(progress)):
-            try:
-                arrays = load_split(dataset, spec.train.input, split)[1]
-            except DataError as exc:
-                raise SpecError(str(exc), key) from None
+            arrays = load_under(dataset, spec.train.input, key, split)
         check_image_shape(encoder, arrays, key)
     features = features_of(encoder, arrays, verbose=verbosity(progress),
                            title=f"h of the {split} split")

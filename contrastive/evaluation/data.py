@@ -12,9 +12,13 @@ from contrastive.registry import build
 from contrastive.training.inputs import load_split
 
 
-def _load(dataset, mode, key, split="train"):
-    """`split` of `dataset` (see `load_split`); a source that cannot be read
-    is said under `key`, the spec's key (or option) that names it."""
+def load_under(dataset, mode, key, split="train"):
+    """`split` of `dataset` (see `load_split`).
+
+    Raises:
+        SpecError: the source cannot be read; said under `key`, the spec's
+            key (or the option) that names it.
+    """
     try:
         return load_split(dataset, mode, split)[1]
     except DataError as exc:
@@ -25,9 +29,9 @@ def held_out(spec, dataset, mode="memory"):
     """The held-out split: `eval.data` if the spec sets it, else the `test`
     split of `dataset`, else None; as `Arrays`, or `Files` in `stream` mode."""
     if spec.eval.data is not None:
-        return _load(build("datasets", spec.eval.data, "eval.data"), mode, "eval.data")
+        return load_under(build("datasets", spec.eval.data, "eval.data"), mode, "eval.data")
     if "test" in dataset.splits:
-        return _load(dataset, mode, "data", "test")
+        return load_under(dataset, mode, "data", "test")
     return None
 
 
@@ -49,7 +53,8 @@ def labelled_splits(spec, dataset, train, mode="memory", labelled=True):
         if "test" not in source.splits:
             raise SpecError("with unlabelled training data, expected eval.data with a test "
                             "split", "eval.data")
-        train, test = _load(source, mode, "eval.data"), _load(source, mode, "eval.data", "test")
+        train = load_under(source, mode, "eval.data")
+        test = load_under(source, mode, "eval.data", "test")
     else:
         test = held_out(spec, dataset, mode)
     if test is None:
@@ -78,11 +83,11 @@ def evaluation_data(spec, data=None, labelled=True):
     mode = spec.train.input
     if data is None:
         dataset = build("datasets", spec.data, "data")
-        return labelled_splits(spec, dataset, _load(dataset, mode, "data"), mode, labelled)
+        return labelled_splits(spec, dataset, load_under(dataset, mode, "data"), mode, labelled)
     dataset = build("datasets", data, "--data")
     if "test" not in dataset.splits:
         raise SpecError("expected a dataset with a test split", "--data")
-    train, test = _load(dataset, mode, "--data"), _load(dataset, mode, "--data", "test")
+    train, test = load_under(dataset, mode, "--data"), load_under(dataset, mode, "--data", "test")
     if labelled and (train.labels is None or test.labels is None):
         raise SpecError("expected labelled data for evaluation", "--data")
     return train, test
