@@ -558,3 +558,21 @@ def test_a_bad_engine_variable_stops_train_before_anything_is_written(capsys, mo
     code, _, err = run_cli(capsys, ["train", str(file), "--out", str(out)])
     assert_one_line_error(code, err, variable[0])
     assert not out.exists()
+
+
+@pytest.mark.parametrize("data, needle", [
+    ({"name": "arrays", "path": "gone.npz"}, "gone.npz: no such file (looked for {cwd}/gone.npz)"),
+    ({"name": "image_folder", "path": "gone", "size": 8},
+     "gone: no such file or folder (looked for {cwd}/gone)"),
+    ({"name": "file_list", "path": "gone.txt", "size": 8},
+     "gone.txt: no such list file (looked for {cwd}/gone.txt)"),
+    ({"name": "cifar10", "path": "gone"}, "gone: no such folder (looked for {cwd}/gone)"),
+    ({"name": "tar_shards", "path": "gone/*.tar", "size": 8},
+     "found none (looked in {cwd}/gone/*.tar)"),
+])
+def test_a_missing_relative_data_path_says_where_it_was_looked_for(
+        capsys, monkeypatch, tmp_path, data, needle):
+    monkeypatch.chdir(tmp_path)
+    file = _write(tmp_path, "gone", changed(data=data), ".yaml")
+    code, _, err = run_cli(capsys, ["validate", str(file)])
+    assert_one_line_error(code, err, f"{file}: data: ", needle.format(cwd=tmp_path))

@@ -5,7 +5,7 @@ import zipfile
 
 import numpy as np
 
-from contrastive.datasets.base import Arrays, Dataset, as_uint8_images
+from contrastive.datasets.base import Arrays, Dataset, as_uint8_images, not_found
 from contrastive.errors import DataError
 from contrastive.registry import register
 
@@ -53,7 +53,7 @@ class ArrayFiles(Dataset):
         self.check_split(split)
         path = pathlib.Path(self.test_path if split == "test" else self.path)
         if not path.exists():
-            raise DataError(f"{path}: no such file")
+            raise not_found(path)
         labels = None
         try:
             if path.suffix == ".npz":
@@ -87,7 +87,7 @@ class ArrayFiles(Dataset):
         try:
             data = np.load(path, allow_pickle=False)
         except FileNotFoundError:
-            raise DataError(f"{path}: no such file") from None
+            raise not_found(path) from None
         except (OSError, ValueError) as exc:
             raise DataError(f"{path}: cannot read as .npy/.npz: {exc}") from None
         labels = None

@@ -3,8 +3,11 @@ datasets read from image files may also list them with `files(split)`, so
 that training can stream them instead of holding them in memory."""
 
 import dataclasses
+import pathlib
 
 import numpy as np
+
+from contrastive.errors import DataError
 
 
 @dataclasses.dataclass
@@ -202,6 +205,15 @@ class Dataset:
             raise ValueError(
                 f"split: expected one of {', '.join(self.splits)}, received '{split}'"
             )
+
+
+def not_found(path, what="file"):
+    """The `DataError` for a data path that does not exist: "PATH: no such
+    WHAT", and for a relative path where it was looked for, since a spec's
+    relative paths are read from the current folder, not the spec's."""
+    path = pathlib.Path(path)
+    where = "" if path.is_absolute() else f" (looked for {path.absolute()})"
+    return DataError(f"{path}: no such {what}{where}")
 
 
 def as_uint8_images(images, source):

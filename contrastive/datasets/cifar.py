@@ -5,7 +5,7 @@ from typing import Literal
 
 import numpy as np
 
-from contrastive.datasets.base import Arrays, Dataset
+from contrastive.datasets.base import Arrays, Dataset, not_found
 from contrastive.datasets.image_folder import ImageFolder
 from contrastive.errors import DataError
 from contrastive.registry import register
@@ -76,6 +76,8 @@ class _Cifar(Dataset):
         for candidate in candidates:
             if candidate.exists():
                 return candidate
+        if not root.is_dir():
+            raise not_found(root, "folder")
         raise DataError(
             f"{root}: expected {' or '.join(c.name for c in candidates)} for the {split} split"
         )

@@ -4,7 +4,7 @@ import csv
 import pathlib
 from typing import Literal
 
-from contrastive.datasets.base import Files
+from contrastive.datasets.base import Files, not_found
 from contrastive.datasets.image_folder import EXTENSIONS, ImageFolder, class_labels
 from contrastive.errors import DataError
 from contrastive.registry import register
@@ -68,7 +68,7 @@ class FileList(ImageFolder):
     def _list(self, split):
         root = pathlib.Path(self.test_path if split == "test" else self.path)
         if not root.is_file():
-            raise DataError(f"{root}: no such list file")
+            raise not_found(root, "list file")
         return root
 
     def _read(self, root):

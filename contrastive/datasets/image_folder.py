@@ -19,7 +19,7 @@ from contrastive.datasets.aspect import (
     resolve_stored_side,
     stored_shape,
 )
-from contrastive.datasets.base import Arrays, Dataset, Files
+from contrastive.datasets.base import Arrays, Dataset, Files, not_found
 from contrastive.errors import DataError
 from contrastive.registry import register
 from contrastive.typecheck import PositiveInt
@@ -99,7 +99,7 @@ class ImageFolder(Dataset):
         self.check_split(split)
         root = pathlib.Path(self.test_path if split == "test" else self.path)
         if not root.exists():
-            raise DataError(f"{root}: no such file or folder")
+            raise not_found(root, "file or folder")
         key = None
         if self.cache:
             settings = {"size": self.size, "limit": self.limit_per_class, "format": 1}
@@ -126,7 +126,7 @@ class ImageFolder(Dataset):
         self.check_split(split)
         root = pathlib.Path(self.test_path if split == "test" else self.path)
         if not root.exists():
-            raise DataError(f"{root}: no such file or folder")
+            raise not_found(root, "file or folder")
         if root.is_dir():
             return len(self._limit(_folder_items(root), lambda item: _class_of(item, root)))
         if root.name.endswith((".tar", ".tar.gz", ".tgz")):
@@ -153,7 +153,7 @@ class ImageFolder(Dataset):
         self.check_split(split)
         root = pathlib.Path(self.test_path if split == "test" else self.path)
         if not root.exists():
-            raise DataError(f"{root}: no such file or folder")
+            raise not_found(root, "file or folder")
         if root.is_dir():
             items, base = _folder_items(root), root
         elif root.name.endswith((".tar", ".tar.gz", ".tgz")):

@@ -229,7 +229,8 @@ def shard_paths(path):
         else:
             matches = sorted(pathlib.Path(p) for p in glob.glob(str(entry)))
         if not matches:
+            where = "" if where.is_absolute() else f" (looked in {where.absolute()})"
             raise DataError(f"{entry}: expected .tar shards (a glob, a folder of .tar files or "
-                            "a file), found none")
+                            f"a file), found none{where}")
         found.extend(m for m in matches if m not in found)
     return found
