@@ -52,6 +52,7 @@ def main():
     results["wall_seconds_total"] = round(time.perf_counter() - start, 1)
     results["pretraining_seconds"] = results.pop("seconds")
     results["device"] = _device()
+    results["overrides"] = args.overrides
     if args.output:
         pathlib.Path(args.output).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(results, indent=2))

@@ -7,6 +7,11 @@
 #   benchmarks/gpu.sh --dry-run   on a CPU: the same phases at tiny sizes on
 #                                 made-up CIFAR-shaped archives, tensorflow
 #                                 hidden as on the device image (a minute or two)
+#   benchmarks/gpu.sh --cifar10 [--set KEY=VALUE]...
+#                                 phase 2 alone, with changes to the recipe of
+#                                 benchmarks/cifar10.yaml (about 4.5 minutes on
+#                                 an H200): a second call in the same lease
+#                                 (BENCHMARKS.md names the recipes to try)
 #
 # Phases, in order, each under its own time limit, each writing its JSON to
 # $OUT as soon as it ends (a phase that fails or runs out of time leaves the
@@ -26,13 +31,27 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
+usage="usage: benchmarks/gpu.sh [--prepare | [--dry-run] [--cifar10 [--set KEY=VALUE]...]]"
 mode=device
-case "${1:-}" in
-    "") ;;
-    --dry-run) mode=dry ;;
-    --prepare) mode=prepare ;;
-    *) echo "usage: benchmarks/gpu.sh [--dry-run|--prepare]" >&2; exit 2 ;;
-esac
+only=""
+sets=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --dry-run) mode=dry ;;
+        --prepare) mode=prepare ;;
+        --cifar10) only=cifar10 ;;
+        --set)
+            [ $# -ge 2 ] || { echo "$usage: --set needs KEY=VALUE" >&2; exit 2; }
+            sets+=(--set "$2")
+            shift ;;
+        *) echo "$usage: unexpected $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+if [ ${#sets[@]} -gt 0 ] && [ "$only" != cifar10 ]; then
+    echo "$usage: --set changes the recipe of --cifar10 only" >&2
+    exit 2
+fi
 
 if [ "$mode" = prepare ]; then
     # The device image has jax (CUDA), torch, torchvision and Pillow; keras and
@@ -99,7 +118,7 @@ else
 fi
 
 {
-    echo "== gpu.sh $mode, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(git rev-parse --short HEAD 2>/dev/null || echo no-git)"
+    echo "== gpu.sh $mode${only:+ $only ${sets[*]:-}}, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(git rev-parse --short HEAD 2>/dev/null || echo no-git)"
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv 2>/dev/null \
         || echo "nvidia-smi: none"
     KERAS_BACKEND=jax "$python" - <<'EOF'
@@ -125,18 +144,23 @@ phase() {  # phase NAME LIMIT_SECONDS BACKEND COMMAND...
     [ "$code" = 0 ] || failed+=("$name:$code")
 }
 
-phase throughput-jax "${limits[0]}" jax "$python" benchmarks/throughput.py "${tput[@]}" \
-    --output "$OUT/throughput-jax.json"
+if [ -z "$only" ]; then
+    phase throughput-jax "${limits[0]}" jax "$python" benchmarks/throughput.py "${tput[@]}" \
+        --output "$OUT/throughput-jax.json"
+fi
 rm -rf "$work/cifar10-run"
 phase cifar10-jax "${limits[1]}" jax "$python" benchmarks/cifar10.py --data "$data" \
-    --set train.verbose=2 "${cifar[@]}" --out "$work/cifar10-run" --output "$OUT/cifar10-jax.json"
+    --set train.verbose=2 "${cifar[@]}" ${sets[@]+"${sets[@]}"} --out "$work/cifar10-run" \
+    --output "$OUT/cifar10-jax.json"
 cp "$work/cifar10-run/run/metrics.csv" "$OUT/cifar10-metrics.csv" 2>/dev/null
-phase throughput-torch "${limits[2]}" torch "$python" benchmarks/throughput.py "${ttput[@]}" \
-    --output "$OUT/throughput-torch.json"
-phase overhead-torch "${limits[3]}" torch "$python" benchmarks/overhead.py "${over[@]}" \
-    --output "$OUT/overhead-torch.json"
+if [ -z "$only" ]; then
+    phase throughput-torch "${limits[2]}" torch "$python" benchmarks/throughput.py "${ttput[@]}" \
+        --output "$OUT/throughput-torch.json"
+    phase overhead-torch "${limits[3]}" torch "$python" benchmarks/overhead.py "${over[@]}" \
+        --output "$OUT/overhead-torch.json"
+fi
 
-"$python" benchmarks/gpu_summary.py "$OUT" | tee "$OUT/summary.txt"
+"$python" benchmarks/gpu_summary.py "$OUT" ${only:+--only "$only"} | tee "$OUT/summary.txt"
 if [ ${#failed[@]} -gt 0 ]; then
     echo "failed phases: ${failed[*]}" | tee -a "$OUT/summary.txt"
     exit 1

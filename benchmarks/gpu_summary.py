@@ -4,7 +4,9 @@ A phase that did not finish shows as missing; for the CIFAR-10 run killed
 before its end, the epochs reached and their mean time come from its
 `cifar10-metrics.csv` where there is one.
 
-    python benchmarks/gpu_summary.py OUT
+    python benchmarks/gpu_summary.py OUT [--only cifar10]
+
+With `--only cifar10` (`gpu.sh --cifar10`), only the CIFAR-10 run's figures.
 """
 
 import csv
@@ -20,9 +22,15 @@ def _read(folder, name):
         return None
 
 
-def rows(folder):
-    """Returns `(what, figure)` pairs for every figure found in `folder`."""
+def rows(folder, only=None):
+    """Returns `(what, figure)` pairs for every figure found in `folder`
+    (with `only="cifar10"`, the CIFAR-10 run's)."""
     out = []
+    cifar = _read(folder, "cifar10-jax.json")
+    if cifar and cifar.get("overrides"):
+        out.append(("cifar10 --set", "; ".join(cifar["overrides"])))
+    if only == "cifar10":
+        return out + _cifar10_rows(folder, cifar)
     jax = _read(folder, "throughput-jax.json")
     if jax:
         out += [
@@ -32,26 +40,7 @@ def rows(folder):
         ]
     else:
         out.append(("jax throughput", "missing"))
-    cifar = _read(folder, "cifar10-jax.json")
-    if cifar:
-        evaluation = cifar.get("eval", {})
-        out += [
-            ("cifar10 epochs", cifar.get("epochs")),
-            ("cifar10 pretraining seconds", cifar.get("pretraining_seconds")),
-            ("cifar10 pretraining images/s", cifar.get("images_per_second")),
-            ("cifar10 kNN top-1", evaluation.get("knn_accuracy")),
-            ("cifar10 linear top-1", evaluation.get("linear_accuracy")),
-            ("cifar10 whole run seconds", cifar.get("wall_seconds_total")),
-        ]
-    else:
-        out.append(("cifar10", "missing"))
-        metrics = folder / "cifar10-metrics.csv"
-        if metrics.exists():
-            with metrics.open(encoding="utf-8") as handle:
-                epochs = list(csv.DictReader(handle))
-            if epochs:
-                out += [("cifar10 epochs reached", len(epochs)),
-                        ("cifar10 last loss", epochs[-1].get("loss"))]
+    out += _cifar10_rows(folder, cifar)
     torch = _read(folder, "throughput-torch.json")
     if torch:
         out.append(("torch full step, source images/s", torch["full_images_per_second"]))
@@ -82,14 +71,39 @@ def rows(folder):
     return out
 
 
+def _cifar10_rows(folder, cifar):
+    out = []
+    if cifar:
+        evaluation = cifar.get("eval", {})
+        out += [
+            ("cifar10 epochs", cifar.get("epochs")),
+            ("cifar10 pretraining seconds", cifar.get("pretraining_seconds")),
+            ("cifar10 pretraining images/s", cifar.get("images_per_second")),
+            ("cifar10 kNN top-1", evaluation.get("knn_accuracy")),
+            ("cifar10 linear top-1", evaluation.get("linear_accuracy")),
+            ("cifar10 whole run seconds", cifar.get("wall_seconds_total")),
+        ]
+    else:
+        out.append(("cifar10", "missing"))
+        metrics = folder / "cifar10-metrics.csv"
+        if metrics.exists():
+            with metrics.open(encoding="utf-8") as handle:
+                epochs = list(csv.DictReader(handle))
+            if epochs:
+                out += [("cifar10 epochs reached", len(epochs)),
+                        ("cifar10 last loss", epochs[-1].get("loss"))]
+    return out
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     folder = pathlib.Path(argv[0])
+    only = argv[2] if argv[1:2] == ["--only"] and len(argv) > 2 else None
     device = None
     for name in ("throughput-jax.json", "cifar10-jax.json", "throughput-torch.json"):
         device = device or (_read(folder, name) or {}).get("device")
     print(f"== summary ({device or 'device unknown'})")
-    for what, figure in rows(folder):
+    for what, figure in rows(folder, only):
         print(f"{what:>48}: {figure}")
 
 

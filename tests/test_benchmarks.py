@@ -67,6 +67,21 @@ def test_gpu_summary_reports_missing_phases_and_partial_runs(tmp_path, capsys):
     assert "torch throughput: missing" in out
 
 
+def test_gpu_summary_of_a_recipe_run_shows_its_changes_and_no_other_phase(tmp_path, capsys):
+    import gpu_summary
+
+    (tmp_path / "cifar10-jax.json").write_text(json.dumps({
+        "device": "GPU X", "epochs": 100, "eval": {"knn_accuracy": 0.8, "linear_accuracy": 0.85},
+        "overrides": ["train.verbose=2", "schedule.warmup=0"]}))
+    gpu_summary.main([str(tmp_path), "--only", "cifar10"])
+    out = capsys.readouterr().out
+    assert "cifar10 --set: train.verbose=2; schedule.warmup=0" in out
+    assert "cifar10 linear top-1: 0.85" in out
+    assert "missing" not in out
+    gpu_summary.main([str(tmp_path)])
+    assert "torch throughput: missing" in capsys.readouterr().out
+
+
 def test_gpu_summary_reports_the_traced_torch_step(tmp_path, capsys):
     import gpu_summary
 
