@@ -215,7 +215,7 @@ def evaluation_protocol(spec):
                 **knn.describe(settings.knn.k, settings.knn.temperature)},
         "linear": {"enabled": settings.linear.enabled,
                    **linear.describe(settings.linear.epochs, settings.linear.learning_rate,
-                                     settings.linear.batch_size)},
+                                     settings.linear.batch_size, settings.linear.augment)},
     }
 
 

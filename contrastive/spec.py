@@ -153,12 +153,18 @@ class LinearSection:
         epochs: passes over the labelled training features.
         learning_rate: Adam's learning rate.
         batch_size: features per step.
+        augment: train the classifier on h of a new random crop and flip
+            of each training image every epoch, through the frozen encoder
+            (the paper's linear evaluation, appendix B.6); about `epochs`
+            more forward passes over the training split, held in memory.
+            False: h of the unchanged images, computed once.
     """
 
     enabled: bool = True
     epochs: Epochs = 100
     learning_rate: PositiveFloat = 1e-3
     batch_size: PositiveInt = 256
+    augment: bool = False
 
 
 @dataclasses.dataclass

@@ -42,6 +42,7 @@ def run_dir(tmp_path_factory):
 @pytest.mark.parametrize("protocol, extra", [
     ("knn", ["--k", "5"]),
     ("linear", ["--epochs", "2"]),
+    ("linear", ["--epochs", "2", "--augment"]),
     ("finetune", ["--fraction", "0.25", "--epochs", "1"]),
     ("finetune", ["--fraction", "0.25", "--epochs", "1", "--start", "head1"]),
     ("finetune", ["--fraction", "0.25", "--epochs", "1", "--no-augment"]),
@@ -282,3 +283,57 @@ def test_progress_goes_to_stderr_only_when_asked(capsys, run_dir, tmp_path, args
     (tmp_path / "h.npy").unlink(missing_ok=True)  # embed never overwrites
     code, out, err = cli(capsys, *args)  # stderr is no terminal here
     assert code == 0 and err == "" and "━" not in out
+
+
+def test_the_augmented_probe_augments_in_training_only_and_never_trains_the_encoder():
+    import keras
+
+    from contrastive.evaluation.linear import augmented_probe
+
+    encoder = keras.Sequential([keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization(),
+                                keras.layers.GlobalAveragePooling2D()])
+    encoder.build((None, 16, 16, 3))
+    before = [keras.ops.convert_to_numpy(w) for w in encoder.weights]
+    model = augmented_probe(encoder, (16, 16, 3), 3, (np.zeros(4), np.ones(4)), seed=2)
+    images = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    train_a = keras.ops.convert_to_numpy(model(images, training=True))
+    train_b = keras.ops.convert_to_numpy(model(images, training=True))
+    assert not np.allclose(train_a, train_b)
+    infer = [keras.ops.convert_to_numpy(model(images, training=False)) for _ in range(2)]
+    np.testing.assert_array_equal(infer[0], infer[1])
+    # Batch norm ran on its moving statistics in training too: they are unchanged.
+    for old, new in zip(before, encoder.weights, strict=True):
+        np.testing.assert_array_equal(old, keras.ops.convert_to_numpy(new))
+
+
+def _colour_split(rng, count, classes=3):
+    from contrastive.datasets.base import Arrays
+
+    colours = rng.integers(0, 256, (count, 1, 1, 3))
+    images = np.broadcast_to(colours, (count, 16, 16, 3)).astype(np.uint8)
+    return Arrays(images, rng.integers(0, classes, count).astype(np.int32))
+
+
+def test_the_augmented_probe_on_features_crops_cannot_change_is_the_plain_probe():
+    """Uniform-colour images and an encoder of channel means: every crop and
+    flip gives the unchanged image's h, so the augmented probe must train the
+    plain probe's classifier: same initialisation, standardisation, order and
+    optimizer. The labels are random, so the accuracy depends on every step."""
+    import keras
+
+    from contrastive.evaluation.features import features_of
+    from contrastive.evaluation.linear import augmented_linear_accuracy, linear_accuracy
+
+    rng = np.random.default_rng(0)
+    train, test = _colour_split(rng, 96), _colour_split(rng, 40)
+    encoder = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.GlobalAveragePooling2D(),
+                                keras.layers.BatchNormalization()])
+    encoder.layers[0].trainable = False  # a frozen part stays frozen, the rest trainable
+    train_h, test_h = features_of(encoder, train), features_of(encoder, test)
+    settings = {"epochs": 4, "learning_rate": 0.05, "batch_size": 16, "seed": 3}
+    plain = linear_accuracy(train_h, train.labels, test_h, test.labels, **settings)
+    augmented = augmented_linear_accuracy(encoder, train, test, train_h, **settings)
+    assert augmented == plain
+    assert [layer.trainable for layer in encoder.layers] == [False, True]
+    assert augmented_linear_accuracy(encoder, train, train, train_h, **settings) == \
+        linear_accuracy(train_h, train.labels, train_h, train.labels, **settings)

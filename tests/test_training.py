@@ -224,3 +224,26 @@ def test_unreadable_images_are_one_warning_line(tmp_path):
     warned = [line for line in done.stderr.splitlines() if "unreadable" in line]
     assert warned == [f"warning: skipped 1 unreadable image(s): {root / 'a' / 'broken.png'} "
                       "(not an image PIL can read)"]
+
+
+def test_the_augmented_linear_probe_runs_after_pretraining_for_h_and_both_baselines(
+        tiny_arrays, tmp_path, monkeypatch):
+    import importlib
+
+    # The module, which the package's `evaluate` function shadows as an attribute.
+    evaluation = importlib.import_module("contrastive.evaluation.evaluate")
+    calls = []
+    real = evaluation.augmented_linear_accuracy
+
+    def spy(encoder, train, test, train_features, **settings):
+        calls.append(train_features.shape[1])
+        return real(encoder, train, test, train_features, **settings)
+
+    monkeypatch.setattr(evaluation, "augmented_linear_accuracy", spy)
+    spec = resolve(tiny_spec(tiny_arrays, eval={"knn": {"enabled": False},
+                                                "linear": {"epochs": 1, "augment": True}}))
+    results = train(spec, out=tmp_path / "run", log=lambda line: None).results
+    # h (8 values), the raw pixels (16 x 16 x 3), the random encoder's h.
+    assert calls == [8, 768, 8]
+    for scores in (results["eval"], *results["baselines"].values()):
+        assert 0.0 <= scores["linear_accuracy"] <= 1.0

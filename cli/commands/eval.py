@@ -40,12 +40,17 @@ def knn(run_dir, data, k, temperature, as_json, progress):
               help="Passes over the features [default: the run's eval.linear.epochs].")
 @click.option("--learning-rate", default=None, type=click.FloatRange(min=0, min_open=True),
               help="Adam's learning rate [default: the run's eval.linear.learning_rate].")
+@click.option("--augment/--no-augment", default=None,
+              help="Train on h of a new random crop and flip of each training image every "
+                   "epoch, through the frozen encoder (slower) [default: the run's "
+                   "eval.linear.augment].")
 @json_option
 @progress_option
-def linear(run_dir, data, epochs, learning_rate, as_json, progress):
-    """Linear classifier on frozen h, the features computed once."""
+def linear(run_dir, data, epochs, learning_rate, augment, as_json, progress):
+    """Linear classifier on frozen h: the features computed once, or with
+    --augment of augmented training images every epoch."""
     _evaluate(run_dir, "linear", data, as_json, progress, epochs=epochs,
-              learning_rate=learning_rate)
+              learning_rate=learning_rate, augment=augment)
 
 
 @command.command("finetune")

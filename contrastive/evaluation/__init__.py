@@ -8,4 +8,4 @@ from contrastive.evaluation.knn import (  # noqa: F401
     knn_classify,
     nearest_neighbors,
 )
-from contrastive.evaluation.linear import linear_accuracy  # noqa: F401
+from contrastive.evaluation.linear import augmented_linear_accuracy, linear_accuracy  # noqa: F401

@@ -7,7 +7,7 @@ from contrastive.errors import SpecError
 from contrastive.evaluation.data import run_splits
 from contrastive.evaluation.features import features_of
 from contrastive.evaluation.knn import knn_accuracies
-from contrastive.evaluation.linear import linear_accuracy
+from contrastive.evaluation.linear import augmented_linear_accuracy, linear_accuracy
 
 PROTOCOLS = ("knn", "linear", "finetune")
 
@@ -34,7 +34,7 @@ def frozen_features(settings, encoder, train, test, seed=0, log=print, verbose=0
     if not (settings.knn.enabled or settings.linear.enabled):
         return {}
     train_h, test_h = split_features(encoder, train, test, verbose)
-    return _score(settings, train_h, train.labels, test_h, test.labels, seed, log, verbose)
+    return _score(settings, train_h, test_h, train, test, seed, log, verbose, encoder)
 
 
 def baselines(settings, encoder_spec, train, test, seed=0, log=print, verbose=0):
@@ -53,8 +53,9 @@ def baselines(settings, encoder_spec, train, test, seed=0, log=print, verbose=0)
     results = {}
     values = int(np.prod(train.image_shape))
     if values <= RAW_PIXELS_LIMIT:
-        results["raw_pixels"] = _score(settings, _pixels(train), train.labels, _pixels(test),
-                                       test.labels, seed, _prefixed(log, "raw pixels"), verbose)
+        pixels = keras.Sequential([keras.layers.Flatten()])
+        results["raw_pixels"] = _score(settings, _pixels(train), _pixels(test), train, test,
+                                       seed, _prefixed(log, "raw pixels"), verbose, pixels)
     else:
         log(f"raw-pixel baseline skipped: {values} values an image (at most {RAW_PIXELS_LIMIT})")
     keras.utils.set_random_seed(seed + 1)
@@ -88,18 +89,21 @@ def _prefixed(log, prefix):
     return lambda line: log(f"{prefix}, {line}")
 
 
-def _score(settings, train_h, train_labels, test_h, test_labels, seed, log, verbose=0):
+def _score(settings, train_h, test_h, train, test, seed, log, verbose, encoder):
+    """kNN and linear accuracy of the features `train_h`, `test_h` of the
+    splits `train`, `test`, which `encoder` (float32 images in [0, 1] to
+    features) computed."""
     results = {}
     if settings.knn.enabled:
-        knn = knn_accuracies(train_h, train_labels, test_h, test_labels, k=settings.knn.k,
+        knn = knn_accuracies(train_h, train.labels, test_h, test.labels, k=settings.knn.k,
                              temperature=settings.knn.temperature, verbose=verbose)
         results["knn_accuracy"], results["knn_top5_accuracy"] = knn["top1"], knn["top5"]
     if settings.linear.enabled:
         linear = settings.linear
-        results["linear_accuracy"] = linear_accuracy(
-            train_h, train_labels, test_h, test_labels, epochs=linear.epochs,
-            learning_rate=linear.learning_rate, batch_size=linear.batch_size, seed=seed,
-            verbose=verbose)
+        results["linear_accuracy"] = _linear(
+            encoder, train, test, train_h, test_h, seed=seed, verbose=verbose,
+            epochs=linear.epochs, learning_rate=linear.learning_rate,
+            batch_size=linear.batch_size, augment=linear.augment)
     for name, value in results.items():
         log(f"{name}: {value:.4f}")
     return results
@@ -128,7 +132,7 @@ def evaluate(run, protocol="knn", data=None, verbose="auto", **options):
     Args:
         run: a `Run` or its directory.
         protocol: `knn` (options `k`, `temperature`), `linear` (`epochs`,
-            `learning_rate`, `batch_size`) or `finetune` (`fraction`,
+            `learning_rate`, `batch_size`, `augment`) or `finetune` (`fraction`,
             `epochs`, `learning_rate`, `start` = `h` | `head1`, `augment`).
         data: a dataset mapping replacing the run's data.
         verbose: 0, 1 or `"auto"` (a bar when stderr is a terminal): a
@@ -168,11 +172,19 @@ def _measure(protocol, encoder, train, test, settings, seed, verbose):
         return {"labelled": labelled, "accuracy": accuracy}
     train_h, test_h = split_features(encoder, train, test, verbose)
     if protocol == "linear":
-        return {"accuracy": linear_accuracy(train_h, train.labels, test_h, test.labels,
-                                            **settings, seed=seed, verbose=verbose)}
+        return {"accuracy": _linear(encoder, train, test, train_h, test_h, seed=seed,
+                                    verbose=verbose, **settings)}
     knn = knn_accuracies(train_h, train.labels, test_h, test.labels, **settings,
                          verbose=verbose)
     return {"accuracy": knn["top1"], "top5_accuracy": knn["top5"]}
+
+
+def _linear(encoder, train, test, train_h, test_h, augment=False, **settings):
+    """The linear protocol's accuracy: on h computed once, or with
+    `augment` on h of augmented training images."""
+    if augment:
+        return augmented_linear_accuracy(encoder, train, test, train_h, **settings)
+    return linear_accuracy(train_h, train.labels, test_h, test.labels, **settings)
 
 
 FINETUNE_DEFAULTS = {"fraction": 0.1, "epochs": 30, "learning_rate": 0.05, "start": "h",
@@ -185,7 +197,7 @@ def _settings(spec, protocol, options):
     elif protocol == "linear":
         linear = spec.eval.linear
         defaults = {"epochs": linear.epochs, "learning_rate": linear.learning_rate,
-                    "batch_size": linear.batch_size}
+                    "batch_size": linear.batch_size, "augment": linear.augment}
     else:
         defaults = dict(FINETUNE_DEFAULTS)
     unknown = sorted(set(options) - set(defaults))
