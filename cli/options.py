@@ -1,6 +1,21 @@
 """Options shared by several commands."""
 
+import math
+
 import click
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click's `FloatRange` refusing NaN and infinity, which it lets through
+    (NaN always; infinity where the range has no bound on its side): the
+    type of every float option."""
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"expected a finite number, received {value!r}", param, ctx)
+        return super().convert(number, param, ctx)
+
 
 set_option = click.option(
     "--set",
@@ -35,6 +50,16 @@ def check_split(dataset, split):
     if split not in dataset.splits:
         raise SpecError(f"expected one of {', '.join(dataset.splits)}, received '{split}'",
                         "--split")
+
+
+def check_new_png(out):
+    """Raises `SpecError` under `--out` unless a new `.png` file can be
+    written at `out`; said before anything is computed (files are never
+    overwritten)."""
+    from contrastive.pictures.figures import check_png_path
+    from contrastive.preflight import check_new_file
+
+    check_new_file(check_png_path(out), "--out")
 
 
 def verbosity(progress):

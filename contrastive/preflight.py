@@ -5,8 +5,8 @@ resolved spec against the world (its data sources and its run directory).
 does not fail minutes into a run for a reason that could be seen at once.
 """
 
-import os
 import pathlib
+import tempfile
 
 from contrastive.errors import ContrastiveError, SpecError
 from contrastive.registry import build
@@ -107,7 +107,7 @@ def check_data(spec):
         The training images' `(H, W, C)`, or None where only reading them
         can tell.
     """
-    counts, shapes = _splits(spec.data, "data")
+    counts, shapes, dataset = _splits(spec.data, "data")
     if counts.get("train") is not None and counts["train"] < spec.train.batch_size:
         raise SpecError(
             f"expected at most the {counts['train']} training images, "
@@ -118,13 +118,28 @@ def check_data(spec):
     if train is not None and test is not None and tuple(train) != tuple(test):
         raise SpecError(f"expected test images of the training images' shape {tuple(train)}, "
                         f"received {tuple(test)}", "data")
+    if "test" in dataset.splits:
+        _check_test_classes(dataset)
     if spec.eval.data is not None:
         _splits(spec.eval.data, "eval.data")
     return train
 
 
+def _check_test_classes(dataset):
+    """The test split's class names are the training split's, where the
+    listings name them (see `same_classes`)."""
+    from contrastive.evaluation.data import check_classes
+
+    try:
+        train, test = dataset.classes("train"), dataset.classes("test")
+    except ContrastiveError as exc:
+        raise SpecError(str(exc), "data") from None
+    if train and test:
+        check_classes(train, test, "data")
+
+
 def _splits(source, path):
-    """`(counts, shapes)` of every split of the dataset `source` (under the
+    """`(counts, shapes, dataset)`: of every split of the dataset `source` (under the
     spec key `path`), each None where only reading the images can tell.
 
     Raises:
@@ -141,7 +156,7 @@ def _splits(source, path):
             raise SpecError(str(exc), path) from None
         if counts[split] == 0:
             raise SpecError(f"expected at least one image in the {split} split, found none", path)
-    return counts, shapes
+    return counts, shapes, dataset
 
 
 def check_output(out, key):
@@ -151,22 +166,24 @@ def check_output(out, key):
     if path.exists() and not path.is_dir():
         raise SpecError(f"{path} is a file; expected a directory for the run", key)
     if path.is_dir() and any(path.iterdir()):
+        again = (f", or continue the run in it with `contrastive train --resume {path}`"
+                 if (path / "spec.yaml").is_file() else "")
         raise SpecError(
-            f"{path} already exists and is not empty; choose another --out "
+            f"{path} already exists and is not empty; choose another --out{again} "
             "(runs are never overwritten)",
             key,
         )
     existing = next(p for p in (path, *path.absolute().parents) if p.exists())
     if not existing.is_dir():
         raise SpecError(f"{path}: {existing} is a file, not a folder", key)
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise SpecError(f"{path}: cannot create it, {existing} is not writable", key)
+    check_writable_folder(existing, path, key)
 
 
 def check_new_file(out, key="--out", suffixes=None, exact=False):
     """A file can be written at `out` without replacing anything: it does not
-    exist, its folder does and is writable, and its name ends in one of
-    `suffixes` (when given; in any case unless `exact`).
+    exist, a file can be created in its folder (see `check_writable_folder`),
+    and its name ends in one of `suffixes` (when given; in any case unless
+    `exact`).
 
     Raises:
         SpecError: naming `key` and the problem.
@@ -179,9 +196,24 @@ def check_new_file(out, key="--out", suffixes=None, exact=False):
     if path.exists() or path.is_symlink():
         raise SpecError(f"expected a path that does not exist yet, received {str(path)!r} "
                         "(files are never overwritten)", key)
-    folder = path.absolute().parent
+    check_writable_folder(path.absolute().parent, path, key)
+
+
+def check_writable_folder(folder, out, key="--out"):
+    """`out` can be written in `folder`: it is an existing folder in which a
+    file can be created. One is, and removed at once: permission bits do not
+    tell for root, nor for /proc, /sys or a read-only mount.
+
+    Raises:
+        SpecError: naming `key` and the problem.
+    """
+    folder, out = pathlib.Path(folder), pathlib.Path(out)
     if not folder.is_dir():
-        raise SpecError(f"expected an existing folder to write {path.name} into, received "
-                        f"{str(path)!r}", key)
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise SpecError(f"{path}: cannot write it, {folder} is not writable", key)
+        raise SpecError(f"expected an existing folder to write {out.name} into, received "
+                        f"{str(out)!r}", key)
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise SpecError(f"{out}: cannot write it, {folder} is not writable "
+                        f"({exc.strerror or exc})", key) from None

@@ -29,6 +29,7 @@ import string
 
 from contrastive import kinds
 from contrastive.errors import SpecError
+from contrastive.preflight import check_writable_folder
 
 KINDS = kinds.NAMES
 _DIST_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._-]*[A-Za-z0-9]$|^[A-Za-z]$")
@@ -101,8 +102,9 @@ def write_plugin(name, kind="losses", out=None, component=None, check_builtins=T
         `(directory, PluginNames)`.
 
     Raises:
-        SpecError: a bad name, a name a built-in uses, or `out` exists and
-            is not empty (nothing is overwritten).
+        SpecError: a bad name, a name a built-in uses, an `out` that exists
+            and is not empty (nothing is overwritten), or one that cannot be
+            created (a file where a folder is needed, a folder not writable).
     """
     names = plugin_names(name, kind, component)
     root = pathlib.Path(out) if out is not None else pathlib.Path(name)
@@ -111,6 +113,7 @@ def write_plugin(name, kind="losses", out=None, component=None, check_builtins=T
             f"--out: {root} already exists and is not empty; choose another "
             "directory (nothing is overwritten)"
         )
+    check_writable_folder(_nearest_existing(root), root, "--out")
     if check_builtins:
         _refuse_built_in(kind, names.component)
     values = {
@@ -127,6 +130,12 @@ def write_plugin(name, kind="losses", out=None, component=None, check_builtins=T
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(string.Template(text).substitute(values), encoding="utf-8")
     return root, names
+
+
+def _nearest_existing(path):
+    """`path` itself where it exists, else its nearest existing parent."""
+    path = path.absolute()
+    return next(p for p in (path, *path.parents) if p.exists())
 
 
 def _refuse_built_in(kind, component):

@@ -12,6 +12,7 @@ import difflib
 import json
 import pathlib
 import re
+import sys
 import tomllib
 import typing
 from typing import Annotated, Literal
@@ -33,6 +34,9 @@ from contrastive.typecheck import (
 )
 
 MAX_DEPTH = 32  # nesting deeper than any spec needs; deeper is refused
+# Python turns no integer of more digits into text (nor text into one).
+_LONG_INTEGER = (f"expected an integer of at most {sys.get_int_max_str_digits()} digits, "
+                 "received a longer one")
 # A million epochs, a billion steps an epoch: more than any run, fewer than
 # would overflow a step counter or run for ever unnoticed.
 Epochs = Annotated[int, Range(1, 10**6)]
@@ -325,6 +329,8 @@ def read_file(path):
             f"line {exc.lineno}, column {exc.colno}: malformed JSON: {exc.msg}",
             file=str(path),
         ) from None
+    except ValueError as exc:  # a value's converter's (an integer's, a date's)
+        raise SpecError(_value_message(exc, text), file=str(path)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -332,7 +338,10 @@ def read_file(path):
             f"expected a mapping of sections at the top level, received {received(data)}",
             file=str(path),
         )
-    check_depth(data)
+    try:
+        check_tree(data)
+    except SpecError as exc:
+        raise exc.with_file(path) from None
     return data
 
 
@@ -344,16 +353,44 @@ def _unique_json_keys(pairs):
     return dict(pairs)
 
 
-def check_depth(value, path="", depth=0):
-    """Raises SpecError where `value` nests deeper than `MAX_DEPTH`."""
+def check_tree(value, path="", depth=0):
+    """Raises SpecError where `value` nests deeper than `MAX_DEPTH`, or holds
+    (as a value or a key) an integer of more digits than Python turns into
+    text (a YAML `0x...` one: decimal ones stop the parser)."""
     if depth > MAX_DEPTH:
         raise SpecError(f"nested deeper than {MAX_DEPTH} levels", path)
+    if isinstance(value, int) and not _printable(value):
+        raise SpecError(_LONG_INTEGER, path)
     if isinstance(value, dict):
         for key, item in value.items():
-            check_depth(item, f"{path}.{key}" if path else str(key), depth + 1)
+            if isinstance(key, int) and not _printable(key):
+                raise SpecError(f"{_LONG_INTEGER} as a key", path)
+            check_tree(item, f"{path}.{key}" if path else str(key), depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            check_depth(item, f"{path}[{index}]", depth + 1)
+            check_tree(item, f"{path}[{index}]", depth + 1)
+
+
+def _printable(number):
+    try:
+        str(number)
+    except ValueError:
+        return False
+    return True
+
+
+def _value_message(exc, text=None):
+    """The message of a ValueError that a parser's conversion of a value
+    raised: an integer of more digits than Python reads (on the line of
+    `text` where it is, when given), or a value such as a date that does
+    not exist."""
+    if "integer string conversion" not in str(exc):
+        return f"cannot read a value: {exc}"
+    found = re.search(rf"\d[\d_]{{{sys.get_int_max_str_digits()},}}", text or "")
+    if found is None:
+        return _LONG_INTEGER
+    line = text.count("\n", 0, found.start()) + 1
+    return f"line {line}: {_LONG_INTEGER}"
 
 
 def _yaml_message(exc, what):
@@ -404,17 +441,26 @@ def _parse_override(item):
     key = key.strip()
     if not sep or not key:
         raise SpecError(f"expected KEY.PATH=VALUE, received {received(item)}", file="--set")
+    if "" in (part.strip() for part in key.split(".")):
+        raise SpecError(f"malformed key '{key}': expected names joined by '.', "
+                        "e.g. train.epochs", file="--set")
     try:
         value = load_yaml(raw) if raw.strip() else None
-    except (yaml.YAMLError, RecursionError) as exc:
-        message = _yaml_message(exc, "YAML value") if isinstance(exc, yaml.YAMLError) else (
-            f"nested deeper than {MAX_DEPTH} levels")
-        raise SpecError(message, key, file="--set") from None
+    except (yaml.YAMLError, RecursionError, ValueError) as exc:
+        raise SpecError(_override_message(exc), key, file="--set") from None
     try:
-        check_depth(value, key)
+        check_tree(value, key)
     except SpecError as exc:
         raise exc.with_file("--set") from None
     return key, value
+
+
+def _override_message(exc):
+    if isinstance(exc, yaml.YAMLError):
+        return _yaml_message(exc, "YAML value")
+    if isinstance(exc, RecursionError):
+        return f"nested deeper than {MAX_DEPTH} levels"
+    return _value_message(exc)
 
 
 def _merged(old, new):

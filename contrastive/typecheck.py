@@ -9,7 +9,9 @@ out-of-range value is reported with its key path before anything is built.
 """
 
 import dataclasses
+import datetime
 import math
+import sys
 import types
 import typing
 from typing import Annotated, Any, Literal
@@ -108,10 +110,26 @@ def received(value):
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (dict, list, tuple)):
-        text = repr(value)
+        text = _text(value)
         kind = "a mapping" if isinstance(value, dict) else "a list"
         return f"{kind} {text if len(text) < 60 else text[:57] + '...'}"
-    return repr(value)
+    return _text(value)
+
+
+def _text(value):
+    """`repr(value)`, but dates and times as written (ISO 8601), and an
+    integer of more digits than Python turns into text described."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_text(k)}: {_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        items = ", ".join(_text(v) for v in value)
+        return f"[{items}]" if isinstance(value, list) else f"({items}{',' * (len(value) == 1)})"
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    try:
+        return repr(value)
+    except ValueError:  # an integer beyond sys.get_int_max_str_digits()
+        return "an integer too long to show"
 
 
 def describe(annotation):
@@ -140,9 +158,11 @@ def describe(annotation):
 
 
 def _plural(text):
+    """The first noun made plural: "an integer >= 1" gives "integers >= 1"."""
     for article in ("an ", "a "):
         if text.startswith(article):
-            return text[len(article):] + "s"
+            noun, space, rest = text[len(article):].partition(" ")
+            return f"{noun}s{space}{rest}"
     return text
 
 
@@ -247,9 +267,10 @@ def _check_scalar(value, annotation):
             return None
         raise _mismatch(value, annotation)
     if annotation is float:
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if number and math.isfinite(value):
-            return float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value) if abs(value) <= sys.float_info.max else math.inf
+            if math.isfinite(number):
+                return number
         raise _mismatch(value, annotation)
     if annotation is int:
         if isinstance(value, int) and not isinstance(value, bool):

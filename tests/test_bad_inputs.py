@@ -183,6 +183,18 @@ TEXTS = [
     ("toml-malformed", "seed = \n", ".toml", ["malformed TOML"]),
     ("wrong-suffix", "seed: 1\n", ".txt", ["expected a .yaml"]),
     ("not-utf8", b"\xff\xfe\x00seed", ".yaml", ["cannot read"]),
+    ("yaml-self-alias", "a: &x [*x]\n", ".yaml", ["a[0][0]", "nested deeper"]),
+    ("yaml-long-integer", "seed: 1\ndata: " + "1" * 5000 + "\n", ".yaml",
+     ["line 2: expected an integer of at most 4300 digits"]),
+    ("json-long-integer", '{"seed": ' + "1" * 5000 + "}", ".json",
+     ["line 1: expected an integer of at most 4300 digits"]),
+    ("toml-long-integer", "seed = " + "1" * 5000 + "\n", ".toml",
+     ["line 1: expected an integer of at most 4300 digits"]),
+    ("yaml-long-hex-integer", "seed: 0x" + "f" * 5000 + "\n", ".yaml",
+     ["seed: expected an integer of at most 4300 digits"]),
+    ("yaml-impossible-date", "seed: 2020-13-45\n", ".yaml", ["month must be in 1..12"]),
+    ("toml-datetime", 'seed = 1979-05-27T07:32:00Z\ndata = "digits"\nencoder = "small_cnn"\n',
+     ".toml", ["seed: expected an integer", "received 1979-05-27T07:32:00+00:00"]),
 ]
 
 
@@ -212,6 +224,10 @@ OVERRIDES = [
     ("set-unknown-key", ["train.epoch=3"], "train.epoch"),
     ("set-reversed-range", ["augment={name: simclr, crop_scale: [0.9, 0.1]}"], "augment.crop_scale"),
     ("set-deep", ["data=" + "[" * 3000 + "]" * 3000], "data"),
+    ("set-malformed-key", ["..=1"], "malformed key '..'"),
+    ("set-long-integer", ["seed=" + "1" * 5000], "seed: expected an integer of at most 4300"),
+    ("set-long-hex-integer", ["encoder.widths=[0x" + "f" * 5000 + "]"], "encoder.widths[0]"),
+    ("set-huge-float", ["optimizer.learning_rate=1" + "0" * 400], "optimizer.learning_rate"),
 ]
 
 
@@ -246,6 +262,12 @@ def test_bad_output_paths(capsys, tiny_arrays, tmp_path):
         code, _, err = run_cli(capsys, ["train", str(file), "--out", str(out)])
         assert_one_line_error(code, err, "--out", needle)
     assert a_file.read_text() == "mine"
+    started = tmp_path / "started"  # a run killed before its first checkpoint
+    started.mkdir()
+    (started / "spec.yaml").write_text("seed: 0\n")
+    code, _, err = run_cli(capsys, ["train", str(file), "--out", str(started)])
+    assert_one_line_error(code, err, "--out", "choose another --out, or continue the run in it "
+                                              f"with `contrastive train --resume {started}`")
     spec_out = _write(tmp_path, "spec-out", changed(output={"dir": str(a_file / "x")}), ".json")
     code, _, err = run_cli(capsys, ["validate", str(spec_out)])
     assert_one_line_error(code, err, "output.dir", "is a file, not a folder")
@@ -389,6 +411,12 @@ def test_bad_values_in_arrays_are_refused_when_read(tmp_path):
         ArrayFiles(str(tmp_path / "nan.npz")).load()
     with pytest.raises(DataError, match=r"negative\.npz: expected labels >= 0, received -1"):
         ArrayFiles(str(tmp_path / "negative.npz")).load()
+    np.savez(tmp_path / "huge.npz", images=np.zeros((4, 8, 8, 3), np.uint8),
+             labels=np.array([0, 1, 300_000_000, 2]))
+    # Not a class index: a classifier of 300 million outputs ran out of memory.
+    with pytest.raises(DataError, match=r"huge\.npz: expected labels below 100000 \(class "
+                                        r"indices\), received 300000000"):
+        ArrayFiles(str(tmp_path / "huge.npz")).load()
 
 
 def test_a_run_that_would_never_end_is_refused(capsys, tiny_arrays, tmp_path):
@@ -576,3 +604,34 @@ def test_a_missing_relative_data_path_says_where_it_was_looked_for(
     file = _write(tmp_path, "gone", changed(data=data), ".yaml")
     code, _, err = run_cli(capsys, ["validate", str(file)])
     assert_one_line_error(code, err, f"{file}: data: ", needle.format(cwd=tmp_path))
+
+
+@pytest.mark.parametrize("layout", ["folders", "csv"])
+def test_a_test_split_with_a_class_the_training_split_lacks_is_refused_before_a_run(
+        capsys, tmp_path, layout):
+    import numpy as np
+    from PIL import Image
+
+    def images(root, classes):
+        for name in classes:
+            (root / name).mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(root / name / f"{i}.png")
+        return root
+
+    train, test = images(tmp_path / "train", ["a", "b"]), images(tmp_path / "test", ["b", "zz"])
+    if layout == "folders":
+        data = {"name": "image_folder", "path": str(train), "test_path": str(test), "size": 8}
+    else:
+        for root in (train, test):
+            rows = [f"{p},{p.parent.name}" for p in sorted(root.glob("*/*.png"))]
+            (root / "list.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+        data = {"name": "file_list", "path": str(train / "list.csv"),
+                "test_path": str(test / "list.csv"), "size": 8}
+    spec = changed(data=data, train={"batch_size": 4})
+    file = _write(tmp_path, "classes", spec, ".yaml")
+    for command in (["validate", str(file)], ["train", str(file), "--out", str(tmp_path / "r")]):
+        code, _, err = run_cli(capsys, command)
+        assert_one_line_error(code, err, f"{file}: data: expected held-out classes among the "
+                                         "training split's (a, b), received zz in the held-out")
+    assert not (tmp_path / "r").exists()

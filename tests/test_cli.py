@@ -1,11 +1,13 @@
 """The click application: exit codes, one-line errors, the commands."""
 
 import json
+import os
 
+import click
 import pytest
 import yaml
 
-from contrastive_cli.main import main
+from contrastive_cli.main import app, main
 
 from helpers import tiny_spec
 
@@ -94,6 +96,46 @@ def test_usage_errors_exit_2(capsys):
     assert code == 2 and "Missing argument" in err
 
 
+def float_options():
+    """`(command path, option)` of every float option of every command."""
+
+    def walk(command, path):
+        for param in command.params:
+            if isinstance(param.type, click.types.FloatParamType):
+                yield " ".join(path), param
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    return list(walk(app, []))
+
+
+def test_every_float_option_refuses_nan_and_infinity(capsys):
+    options = float_options()
+    assert {(path, param.opts[0]) for path, param in options} >= {
+        ("eval knn", "--temperature"), ("eval linear", "--learning-rate"),
+        ("eval finetune", "--fraction"), ("eval finetune", "--learning-rate")}
+    for path, param in options:
+        for value in ("nan", "inf", "-inf"):
+            with pytest.raises(click.BadParameter, match="expected a finite number"):
+                param.type.convert(value, param, None)
+    code, _, err = cli(capsys, "eval", "knn", "--run", "no-such-run", "--temperature", "nan")
+    assert code == 2 and err.count("\n") == 1
+    assert "'--temperature': expected a finite number, received 'nan'" in err
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc, where no file can be made")
+@pytest.mark.parametrize("args", [
+    ["embed", "--run", "{tmp}", "--out", "/proc/contrastive-test.npy"],
+    ["export", "--run", "{tmp}", "--format", "keras", "--out", "/proc/contrastive-test.keras"],
+    ["preview", "{tmp}/no-spec.yaml", "--out", "/proc/contrastive-test.png"],
+    ["new-plugin", "contrastive-test", "--out", "/proc/contrastive-test"],
+], ids=lambda args: args[0])
+def test_an_out_that_cannot_be_written_is_refused_first(capsys, tmp_path, args):
+    code, _, err = cli(capsys, *[a.format(tmp=tmp_path) for a in args])
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: --out: {args[-1]}: cannot write it, /proc is not writable"), err
+
+
 def test_info(capsys, backend):
     code, out, _ = cli(capsys, "info", "--json")
     assert code == 0
@@ -157,3 +199,19 @@ def test_completing_names_prints_nothing_else(tmp_path):
     assert result.returncode == 0
     assert result.stdout.split() == ["plain,nt_logistic", "plain,nt_xent"]
     assert result.stderr == ""
+
+
+def test_train_json_keeps_stdout_for_the_json_and_the_bars_on_stderr(capsys, tiny_arrays,
+                                                                      tmp_path):
+    import yaml
+    from helpers import tiny_spec
+
+    spec = tiny_spec(tiny_arrays, output={"tensorboard": False, "plot": False},
+                     eval={"knn": {"k": 3}, "linear": {"enabled": False}, "baselines": False})
+    spec["train"]["verbose"] = 1  # Keras' progress bar, which prints to stdout
+    file = tmp_path / "spec.yaml"
+    file.write_text(yaml.safe_dump(spec))
+    code, out, err = cli(capsys, "train", str(file), "--out", str(tmp_path / "run"), "--json")
+    assert code == 0, err
+    assert json.loads(out)["epochs"] == 1
+    assert "step - " in err and "step - " not in out

@@ -337,3 +337,42 @@ def test_the_augmented_probe_on_features_crops_cannot_change_is_the_plain_probe(
     assert [layer.trainable for layer in encoder.layers] == [False, True]
     assert augmented_linear_accuracy(encoder, train, train, train_h, **settings) == \
         linear_accuracy(train_h, train.labels, train_h, train.labels, **settings)
+
+
+def _class_folders(root, classes, per_class=3, size=8):
+    from PIL import Image
+
+    rng = np.random.default_rng(len(classes))
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return root
+
+
+def test_held_out_folders_are_numbered_as_the_training_folders(tmp_path):
+    from contrastive.errors import SpecError
+    from contrastive.evaluation.data import evaluation_data
+
+    train_root = _class_folders(tmp_path / "train", ["a", "b", "c"])
+    spec = resolve(tiny_spec(tmp_path / "unused.npz"))
+    data = {"name": "image_folder", "path": str(train_root), "size": 8,
+            "test_path": str(_class_folders(tmp_path / "test", ["b", "c"]))}
+    train, test = evaluation_data(spec, data)
+    assert train.class_names == test.class_names == ("a", "b", "c")
+    # Numbered on its own, the held-out "b" would be 0, the training "a".
+    assert test.labels.tolist() == [1, 1, 1, 2, 2, 2]
+    data["test_path"] = str(_class_folders(tmp_path / "odd", ["b", "zz"]))
+    with pytest.raises(SpecError, match=r"expected held-out classes among the training "
+                                        r"split's \(a, b, c\), received zz") as info:
+        evaluation_data(spec, data)
+    assert info.value.path == "--data"
+
+
+def test_data_without_a_test_split_says_which_key_gives_one(capsys, run_dir):
+    code, _, err = cli(capsys, "eval", "knn", "--run", str(run_dir), "--data",
+                       "{name: arrays, path: nope.npz}")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert ("--data: expected a dataset with a test split, received arrays without one "
+            "(set its test_path)") in err

@@ -1,5 +1,6 @@
 """`contrastive neighbors` and `contrastive map`: pictures of a run's h."""
 
+import os
 import sys
 
 import numpy as np
@@ -101,6 +102,22 @@ def test_bad_input_is_one_line(capsys, run_dir, tmp_path, args, message):
     args = [a.format(tmp=tmp_path) for a in args]
     code, _, err = cli(capsys, *args, "--run", str(run_dir))
     assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+@pytest.mark.parametrize("command", ["map", "neighbors"])
+def test_an_out_that_exists_or_cannot_be_written_is_refused_before_anything_is_read(
+        capsys, tmp_path, command):
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"mine")
+    cases = [(taken, "expected a path that does not exist yet")]
+    if os.path.isdir("/proc"):  # no file can be made there, even by root
+        cases.append(("/proc/contrastive-test.png", "/proc is not writable"))
+    for out, needle in cases:
+        # No run there: the run is read (and h computed) only after --out is checked.
+        code, _, err = cli(capsys, command, "--run", str(tmp_path / "no-run"), "--out", str(out))
+        assert code == 2 and err.count("\n") == 1 and err.startswith("error: --out: "), err
+        assert needle in err, err
+    assert taken.read_bytes() == b"mine"
 
 
 def test_map_is_tsne_of_the_held_out_h(capsys, run_dir, tmp_path):

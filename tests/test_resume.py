@@ -311,3 +311,37 @@ def test_a_run_that_fails_before_its_first_checkpoint_can_be_rerun(
         main(["train", str(file), "--out", str(run), "--set", "encoder.after=100"])
     assert info.value.code == 0, capsys.readouterr().err
     assert (run / "results.json").exists()
+
+
+def test_a_disk_too_full_for_a_checkpoint_is_one_line_and_keeps_the_previous_ones(
+        tiny_arrays, tmp_path, capsys, monkeypatch):
+    import collections
+    import shutil
+
+    from contrastive.training import checkpoints
+    from contrastive_cli.main import main
+
+    file = tmp_path / "spec.yaml"
+    file.write_text(yaml.safe_dump(_resume_spec(tiny_arrays, 3)))
+    run = tmp_path / "run"
+    real = shutil.disk_usage
+    usage = collections.namedtuple("usage", "total used free")
+    saves = []
+
+    def full_after_two(path):
+        saves.append(path)
+        free = real(path).free if len(saves) <= 2 else 1000
+        return usage(10**12, 10**12 - free, free)
+
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", full_after_two)
+    with pytest.raises(SystemExit) as info:
+        main(["train", str(file), "--out", str(run)])
+    err = capsys.readouterr().err
+    assert info.value.code == 1
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "no space left on the disk of" in err and "epoch-0003.weights.h5" in err
+    assert "0.0 MB are free" in err
+    left = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert left == ["epoch-0001.json", "epoch-0001.weights.h5", "epoch-0002.json",
+                    "epoch-0002.weights.h5"]
+    assert json.loads((run / "checkpoint.json").read_text())["epoch"] == 2

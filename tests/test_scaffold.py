@@ -63,6 +63,19 @@ def test_cli_writes_the_plugin_and_refuses_built_in_names(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+def test_an_out_inside_a_file_is_one_line(capsys, tmp_path):
+    from contrastive_cli.main import main
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("mine")
+    with pytest.raises(SystemExit) as info:
+        main(["new-plugin", "contrastive-x", "--out", str(a_file / "x")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith("error: --out: expected an existing folder to write x into"), err
+    assert a_file.read_text() == "mine"
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_kinds_skeleton_passes_the_linter(tmp_path, kind):
     import subprocess

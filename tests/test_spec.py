@@ -49,6 +49,8 @@ def test_overrides_are_typed_as_yaml(tiny_arrays):
          'expected a number > 0, received "fast"'),
         ({"seed": "x"}, "seed", 'expected an integer >= 0 and <= 4294967295, received "x"'),
         ({"eval": {"knn": {"k": 0}}}, "eval.knn.k", "expected an integer >= 1"),
+        ({"encoder": {"name": "small_cnn", "widths": [0]}}, "encoder.widths",
+         "expected a list of integers >= 1 and <= 8192 with at least 1 item, received a list [0]"),
         ({"encoder": None}, "encoder", "missing required section 'encoder'"),
     ],
 )

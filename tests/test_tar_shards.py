@@ -3,6 +3,7 @@ unreadable while training streams them: skipped, counted and named."""
 
 import io
 import json
+import re
 import tarfile
 
 import numpy as np
@@ -306,3 +307,22 @@ def test_streamed_shard_crops_crop_the_original_member(tmp_path, monkeypatch):
         expected = reference(original, fraction_boxes([original.height], [original.width])[0])
         for view in views:
             assert_close(view[row], expected, f"stream, shard sample {index}")
+
+
+@pytest.mark.parametrize("label, needle", [
+    ("-1", "expected labels >= 0, received -1"),
+    ("300000000", "expected labels below 100000 (class indices), received 300000000"),
+    ("1000000000000", "expected labels below 100000 (class indices), received 1000000000000"),
+])
+def test_labels_that_are_no_class_index_are_refused(tmp_path, label, needle):
+    from contrastive.datasets.tar_shards import TarShards
+    from contrastive.errors import DataError
+
+    folder = tmp_path / "s"
+    folder.mkdir()
+    with tarfile.open(folder / "train-000.tar", "w") as tar:
+        for i in range(4):
+            add(tar, f"{i:05d}.png", png(i))
+            add(tar, f"{i:05d}.cls", (label if i == 2 else "1").encode())
+    with pytest.raises(DataError, match=re.escape(needle)):
+        TarShards(str(folder), size=12, cache=False).files()

@@ -5,6 +5,7 @@ import json
 import click
 
 from contrastive_cli.options import (
+    FiniteFloatRange,
     data_option,
     json_option,
     progress_option,
@@ -23,7 +24,7 @@ def command():
 @data_option
 @click.option("--k", default=None, type=click.IntRange(min=1),
               help="Neighbours [default: the run's eval.knn.k].")
-@click.option("--temperature", default=None, type=click.FloatRange(min=0, min_open=True),
+@click.option("--temperature", default=None, type=FiniteFloatRange(min=0, min_open=True),
               help="Vote temperature [default: the run's eval.knn.temperature].")
 @json_option
 @progress_option
@@ -38,7 +39,7 @@ def knn(run_dir, data, k, temperature, as_json, progress):
 @data_option
 @click.option("--epochs", default=None, type=click.IntRange(min=1),
               help="Passes over the features [default: the run's eval.linear.epochs].")
-@click.option("--learning-rate", default=None, type=click.FloatRange(min=0, min_open=True),
+@click.option("--learning-rate", default=None, type=FiniteFloatRange(min=0, min_open=True),
               help="Adam's learning rate [default: the run's eval.linear.learning_rate].")
 @click.option("--augment/--no-augment", default=None,
               help="Train on h of a new random crop and flip of each training image every "
@@ -57,10 +58,11 @@ def linear(run_dir, data, epochs, learning_rate, augment, as_json, progress):
 @run_option
 @data_option
 @click.option("--fraction", default=0.1, show_default=True,
-              type=click.FloatRange(min=0, max=1, min_open=True),
+              type=FiniteFloatRange(min=0, max=1, min_open=True),
               help="Share of each class labelled (the paper: 0.01 or 0.1).")
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1))
-@click.option("--learning-rate", default=0.05, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--learning-rate", default=0.05, show_default=True,
+              type=FiniteFloatRange(min=0, min_open=True))
 @click.option("--start", type=click.Choice(["h", "head1"]), default="h", show_default=True,
               help="Fine-tune from h, or from the head's first layer (SimCLR v2).")
 @click.option("--augment/--no-augment", default=True, show_default=True,

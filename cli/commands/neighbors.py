@@ -3,13 +3,19 @@ their nearest training images in h."""
 
 import click
 
-from contrastive_cli.options import data_option, progress_option, run_option, verbosity
+from contrastive_cli.options import (
+    check_new_png,
+    data_option,
+    progress_option,
+    run_option,
+    verbosity,
+)
 
 
 @click.command("neighbors")
 @run_option
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
-              help="The PNG file to write.")
+              help="The PNG file to write; it must not exist.")
 @click.option("--n", "n", default=8, show_default=True, type=click.IntRange(1, 64),
               help="Held-out images (rows).")
 @click.option("--k", "k", default=5, show_default=True, type=click.IntRange(1, 32),
@@ -27,6 +33,7 @@ def command(run_dir, out, n, k, sample, seed, data, progress):
     from contrastive.run import Run
     from contrastive_cli.commands.eval import _mapping
 
+    check_new_png(out)
     found = write_neighbors(Run(run_dir), out, n=n, k=k, sample=sample, seed=seed,
                             data=_mapping(data), verbose=verbosity(progress))
     rows, columns = found["neighbors"].shape

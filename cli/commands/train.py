@@ -1,7 +1,9 @@
 """`contrastive train SPEC` and `contrastive train --resume DIR`."""
 
+import contextlib
 import json
 import pathlib
+import sys
 
 import click
 
@@ -25,21 +27,23 @@ def command(spec, overrides, out, resume, as_json):
     from contrastive.training import train
 
     log = (lambda line: click.echo(line, err=True)) if as_json else click.echo
-    if resume:
-        if spec or overrides or out:
-            raise click.UsageError("--resume DIR takes the spec of DIR: give no SPEC, --set or --out")
-        try:
-            run = resume_run(resume, log=log)
-        except SpecError as exc:
-            raise exc.with_file(pathlib.Path(resume) / "spec.yaml") from None
-    else:
-        if not spec:
-            raise click.UsageError("expected SPEC, or --resume DIR")
-        loaded = _load(spec, overrides, out, log)
-        try:
-            run = train(loaded, out=out, log=log)
-        except SpecError as exc:
-            raise exc.with_file(spec) from None
+    if resume and (spec or overrides or out):
+        raise click.UsageError("--resume DIR takes the spec of DIR: give no SPEC, --set or --out")
+    if not (spec or resume):
+        raise click.UsageError("expected SPEC, or --resume DIR")
+    # With --json, stdout holds the JSON alone: Keras' progress bars go to stderr.
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        if resume:
+            try:
+                run = resume_run(resume, log=log)
+            except SpecError as exc:
+                raise exc.with_file(pathlib.Path(resume) / "spec.yaml") from None
+        else:
+            loaded = _load(spec, overrides, out, log)
+            try:
+                run = train(loaded, out=out, log=log)
+            except SpecError as exc:
+                raise exc.with_file(spec) from None
     if not run.chief:
         return
     if as_json:

@@ -5,7 +5,13 @@ import zipfile
 
 import numpy as np
 
-from contrastive.datasets.base import Arrays, Dataset, as_uint8_images, not_found
+from contrastive.datasets.base import (
+    Arrays,
+    Dataset,
+    as_uint8_images,
+    checked_labels,
+    not_found,
+)
 from contrastive.errors import DataError
 from contrastive.registry import register
 
@@ -117,9 +123,7 @@ class ArrayFiles(Dataset):
                     f"{path}: expected integer labels of shape ({len(images)},), "
                     f"received {labels.dtype} of shape {labels.shape}"
                 )
-            if labels.size and labels.min() < 0:
-                raise DataError(f"{path}: expected labels >= 0, received {labels.min()}")
-            labels = labels.astype(np.int32)
+            labels = checked_labels(labels, path)
         return Arrays(images, labels)
 
 

@@ -190,6 +190,17 @@ class Dataset:
         del split
         return None
 
+    def classes(self, split="train"):
+        """The class names `load` gives `split`'s labels, found as cheaply
+        as `count`; None where only `load` can tell, or the labels have no
+        names.
+
+        Raises:
+            DataError: the data source is missing or unreadable.
+        """
+        del split
+        return None
+
     @property
     def needs_download(self):
         """Whether `load` would fetch the data from the network."""
@@ -205,6 +216,29 @@ class Dataset:
             raise ValueError(
                 f"split: expected one of {', '.join(self.splits)}, received '{split}'"
             )
+
+
+# Labels are class indices: a model of evaluation has a weight per class.
+MAX_CLASSES = 100_000
+
+
+def checked_labels(values, source):
+    """`values` (integers) as int32 class labels.
+
+    Raises:
+        DataError: a label below 0 or at least `MAX_CLASSES` (a class
+            index so large asks for a classifier of that many outputs).
+    """
+    if len(values) == 0:
+        return np.zeros(0, np.int32)
+    low, high = ((values.min(), values.max()) if isinstance(values, np.ndarray)
+                 else (min(values), max(values)))
+    if low < 0:
+        raise DataError(f"{source}: expected labels >= 0, received {low}")
+    if high >= MAX_CLASSES:
+        raise DataError(f"{source}: expected labels below {MAX_CLASSES} (class indices), "
+                        f"received {high}")
+    return np.asarray(values, dtype=np.int32)
 
 
 def not_found(path, what="file"):

@@ -51,6 +51,11 @@ class FileList(ImageFolder):
         self.check_split(split)
         return len(read_list(self._list(split))[0])
 
+    def classes(self, split="train"):
+        self.check_split(split)
+        root = self._list(split)
+        return class_labels(read_list(root)[1], self.labels, root)[1] or None
+
     def files(self, split="train", check=True):
         self.check_split(split)
         paths, names = read_list(self._list(split))

@@ -123,12 +123,24 @@ class ImageFolder(Dataset):
         return (self.size, self.size, 3)
 
     def count(self, split="train"):
+        return len(self._class_folders(split)[1])
+
+    def classes(self, split="train"):
+        """The class folder names of `split`, sorted (as `load` numbers
+        them), from the listing; None for unlabelled images."""
+        root, folders = self._class_folders(split)
+        return class_labels(folders, self.labels, root)[1] or None
+
+    def _class_folders(self, split):
+        """`(root, class folder of each image load would read)` of `split`,
+        from the folder's or the archive's listing."""
         self.check_split(split)
         root = pathlib.Path(self.test_path if split == "test" else self.path)
         if not root.exists():
             raise not_found(root, "file or folder")
         if root.is_dir():
-            return len(self._limit(_folder_items(root), lambda item: _class_of(item, root)))
+            items = self._limit(_folder_items(root), lambda item: _class_of(item, root))
+            return root, [_class_of(item, root) for item in items]
         if root.name.endswith((".tar", ".tar.gz", ".tgz")):
             try:
                 with tarfile.open(root) as archive:
@@ -136,7 +148,7 @@ class ImageFolder(Dataset):
                                    if m.isfile() and m.name.lower().endswith(EXTENSIONS))
             except (tarfile.TarError, OSError, EOFError) as exc:
                 raise DataError(f"{root}: cannot read the archive: {exc}") from None
-            return len(self._limit(names, _member_class))
+            return root, [_member_class(name) for name in self._limit(names, _member_class)]
         raise DataError(f"{root}: expected a folder of images or a .tar.gz archive")
 
     def _sources(self, root):

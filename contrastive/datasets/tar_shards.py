@@ -13,7 +13,7 @@ import numpy as np
 
 from contrastive.datasets import cache
 from contrastive.datasets.aspect import MAX_ASPECT, pad_to_canvas, resolve_stored_side
-from contrastive.datasets.base import Arrays, Dataset
+from contrastive.datasets.base import Arrays, Dataset, checked_labels
 from contrastive.datasets.image_folder import class_labels
 from contrastive.datasets.shards import Shards, decode_bytes, index_shard
 from contrastive.errors import DataError
@@ -201,9 +201,10 @@ class TarShards(Dataset):
         if any(name is None or name == "" for name in names):
             raise DataError(f"{source}: expected a label member on every sample or on none")
         try:
-            return np.array([int(name) for name in names], dtype=np.int32), ()
+            numbers = [int(name) for name in names]
         except ValueError:
             return class_labels(names, "folders", source)
+        return checked_labels(numbers, source), ()
 
     def _report(self, bad):
         listing = "; ".join(bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")

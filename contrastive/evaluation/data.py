@@ -7,6 +7,10 @@ unlabelled pretraining data (self-supervised collections), both come from
 `eval.data`: its `train` and `test` splits.
 """
 
+import dataclasses
+
+import numpy as np
+
 from contrastive.errors import DataError, SpecError
 from contrastive.registry import build
 from contrastive.training.inputs import load_split
@@ -58,14 +62,36 @@ def labelled_splits(spec, dataset, train, mode="memory", labelled=True):
     else:
         test = held_out(spec, dataset, mode)
     if test is None:
-        raise SpecError("expected a dataset with a test split, or eval.data", "data")
+        hint = " (data.test_path)" if hasattr(dataset, "test_path") else ""
+        raise SpecError(f"expected a dataset with a test split{hint}, or eval.data", "data")
     if labelled and (train.labels is None or test.labels is None):
         raise SpecError("expected labelled data for evaluation", "eval.data")
+    key = "eval.data" if spec.eval.data is not None else "data"
     if tuple(test.image_shape) != tuple(train.image_shape):
         raise SpecError(f"expected held-out images of the training images' shape "
-                        f"{tuple(train.image_shape)}, received {tuple(test.image_shape)}",
-                        "eval.data" if spec.eval.data is not None else "data")
-    return train, test
+                        f"{tuple(train.image_shape)}, received {tuple(test.image_shape)}", key)
+    return train, same_classes(train, test, key)
+
+
+def same_classes(train, test, key):
+    """`test` with its labels numbered as `train`'s, where both splits name
+    their classes (folders number the class names of each split on their
+    own: a held-out folder without one training class would shift every
+    label after it).
+
+    Raises:
+        SpecError: a held-out class the training split lacks; said under
+            `key`.
+    """
+    if not (train.class_names and test.class_names) or test.labels is None:
+        return test
+    if tuple(test.class_names) == tuple(train.class_names):
+        return test
+    check_classes(train.class_names, test.class_names, key)
+    index = {name: i for i, name in enumerate(train.class_names)}
+    numbers = np.array([index[name] for name in test.class_names], dtype=np.int32)
+    return dataclasses.replace(test, labels=numbers[test.labels],
+                               class_names=tuple(train.class_names))
 
 
 def evaluation_data(spec, data=None, labelled=True):
@@ -86,11 +112,13 @@ def evaluation_data(spec, data=None, labelled=True):
         return labelled_splits(spec, dataset, load_under(dataset, mode, "data"), mode, labelled)
     dataset = build("datasets", data, "--data")
     if "test" not in dataset.splits:
-        raise SpecError("expected a dataset with a test split", "--data")
+        hint = " (set its test_path)" if hasattr(dataset, "test_path") else ""
+        raise SpecError(f"expected a dataset with a test split, received {data['name']} "
+                        f"without one{hint}", "--data")
     train, test = load_under(dataset, mode, "--data"), load_under(dataset, mode, "--data", "test")
     if labelled and (train.labels is None or test.labels is None):
         raise SpecError("expected labelled data for evaluation", "--data")
-    return train, test
+    return train, same_classes(train, test, "--data")
 
 
 def held_out_split(spec, data=None):
@@ -129,3 +157,15 @@ def run_splits(run, data=None, start="h", labelled=True):
         for split in (train, test):
             check_image_shape(encoder, split, "--data" if data is not None else "data")
     return encoder, train, test
+
+
+def check_classes(train, test, key):
+    """Raises `SpecError` under `key` unless every held-out class name in
+    `test` is one of the training split's, `train`."""
+    unknown = [name for name in test if name not in set(train)]
+    if unknown:
+        shown = ", ".join(map(str, train[:10])) + (f" and {len(train) - 10} more"
+                                                   if len(train) > 10 else "")
+        received = ", ".join(map(str, unknown[:5])) + (" and more" if len(unknown) > 5 else "")
+        raise SpecError(f"expected held-out classes among the training split's ({shown}), "
+                        f"received {received} in the held-out split", key)

@@ -3,6 +3,7 @@
 import pathlib
 
 from contrastive.errors import SpecError
+from contrastive.preflight import check_writable_folder
 
 # Pixels per inch of every picture: sizes are given in inches.
 DPI = 100
@@ -19,12 +20,12 @@ def pyplot():
 
 
 def check_png_path(path, option="--out"):
-    """Raises SpecError unless `path` is a `.png` file in an existing folder."""
+    """Raises SpecError unless `path` is a `.png` file that can be written in
+    an existing folder (see `check_writable_folder`)."""
     path = pathlib.Path(path)
     if path.suffix.lower() != ".png":
         raise SpecError(f"expected a .png file, received '{path}'", option)
-    if not path.parent.is_dir():
-        raise SpecError(f"expected an existing folder, received '{path.parent}'", option)
+    check_writable_folder(path.absolute().parent, path, option)
     return path
 
 

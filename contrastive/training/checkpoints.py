@@ -10,14 +10,17 @@ crash at any moment leaves the previous checkpoint whole. Resuming takes
 the newest checkpoint whose weights file is intact (`newest_intact`).
 """
 
+import errno
 import hashlib
 import json
 import math
 import os
 import pathlib
 import re
+import shutil
 
 import keras
+import numpy as np
 
 STATE = "checkpoint.json"
 FOLDER = "checkpoints"
@@ -163,7 +166,12 @@ class Checkpoint(keras.callbacks.Callback):
         folder.mkdir(exist_ok=True)
         name = f"epoch-{done:04d}.weights.h5"
         tmp = folder / f".tmp-{name}"
-        self.model.save_weights(str(tmp))
+        check_space(folder, self.model, name)
+        try:
+            self.model.save_weights(str(tmp))
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, folder / name)
         state = {
             "epoch": done,
@@ -186,6 +194,28 @@ class Checkpoint(keras.callbacks.Callback):
         for old in older[:max(0, len(older) - (self.keep - 1))]:
             for suffix in (".weights.h5", ".json"):
                 (folder / f"epoch-{old:04d}{suffix}").unlink(missing_ok=True)
+
+
+def check_space(folder, model, name):
+    """Raises `OSError` (ENOSPC) when `folder`'s disk has less room than
+    the checkpoint `name` of `model` needs (its weights and optimizer
+    variables, and a margin): HDF5 writing onto a full disk floods stderr
+    and can crash the process, the previous checkpoints untouched or not."""
+    variables = [*model.weights, *(model.optimizer.variables if model.optimizer else [])]
+    needed = sum(math.prod(v.shape) * _itemsize(v.dtype) for v in variables)
+    needed = int(needed * 1.05) + (1 << 20)
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"no space left on the disk of {folder} for checkpoint "
+                                    f"{name}: it needs about {needed / 1e6:.1f} MB, "
+                                    f"{free / 1e6:.1f} MB are free")
+
+
+def _itemsize(dtype):
+    try:
+        return np.dtype(keras.backend.standardize_dtype(dtype)).itemsize
+    except TypeError:  # bfloat16 and other types NumPy lacks
+        return 2 if "16" in str(dtype) else 4
 
 
 def random_states(model):
