@@ -324,11 +324,18 @@ def test_a_test_split_of_another_shape_is_refused_before_a_run(capsys, tiny_arra
              labels=np.zeros(4, np.int32))
     data = changed(data={"test_path": str(tmp_path / "small.npz")})
     file = _write(tmp_path, "small", data, ".yaml")
-    for command in (["validate", str(file)], ["train", str(file), "--out", str(tmp_path / "run")]):
+    _refused_before_a_run(capsys, file, tmp_path / "run",
+                          f"{file}: data: expected test images of the training images' shape "
+                          "(16, 16, 3), received (8, 8, 3)")
+
+
+def _refused_before_a_run(capsys, file, out, needle):
+    """Asserts that `validate` and `train` refuse the spec `file` in one
+    line holding `needle`, and that `train` wrote nothing at `out`."""
+    for command in (["validate", str(file)], ["train", str(file), "--out", str(out)]):
         code, _, err = run_cli(capsys, command)
-        assert_one_line_error(code, err, f"{file}: data: expected test images of the training "
-                                         "images' shape (16, 16, 3), received (8, 8, 3)")
-    assert not (tmp_path / "run").exists()
+        assert_one_line_error(code, err, needle)
+    assert not out.exists()
 
 
 def test_views_the_encoder_refuses_are_found_from_the_data_when_read(tiny_arrays, monkeypatch):
@@ -630,8 +637,6 @@ def test_a_test_split_with_a_class_the_training_split_lacks_is_refused_before_a_
                 "test_path": str(test / "list.csv"), "size": 8}
     spec = changed(data=data, train={"batch_size": 4})
     file = _write(tmp_path, "classes", spec, ".yaml")
-    for command in (["validate", str(file)], ["train", str(file), "--out", str(tmp_path / "r")]):
-        code, _, err = run_cli(capsys, command)
-        assert_one_line_error(code, err, f"{file}: data: expected held-out classes among the "
-                                         "training split's (a, b), received zz in the held-out")
-    assert not (tmp_path / "r").exists()
+    _refused_before_a_run(capsys, file, tmp_path / "r",
+                          f"{file}: data: expected held-out classes among the training split's "
+                          "(a, b), received zz in the held-out")

@@ -223,17 +223,27 @@ def test_balanced_subset_is_fixed_and_balanced():
     assert np.bincount(labels[balanced_subset(labels, 0.01)]).tolist() == [1, 1, 1, 1]
 
 
-def test_finetuning_augments_in_training_only():
+def _augmented_in_training_only(model):
+    """Asserts that `model` (from uint8 16x16 images) gives new outputs at
+    each call in training and the same ones in inference; returns the
+    images and the inference outputs."""
     import keras
 
-    encoder = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(4)])
-    model = finetune_model(encoder, (16, 16, 3), 3, augment=True, seed=2)
     images = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
     train_a = keras.ops.convert_to_numpy(model(images, training=True))
     train_b = keras.ops.convert_to_numpy(model(images, training=True))
     assert not np.allclose(train_a, train_b)
     infer = [keras.ops.convert_to_numpy(model(images, training=False)) for _ in range(2)]
     np.testing.assert_array_equal(infer[0], infer[1])
+    return images, infer
+
+
+def test_finetuning_augments_in_training_only():
+    import keras
+
+    encoder = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(4)])
+    model = finetune_model(encoder, (16, 16, 3), 3, augment=True, seed=2)
+    images, infer = _augmented_in_training_only(model)
     plain = finetune_model(encoder, (16, 16, 3), 3, augment=False)
     plain.layers[-1].set_weights(model.layers[-1].get_weights())
     np.testing.assert_allclose(keras.ops.convert_to_numpy(plain(images, training=True)),
@@ -295,12 +305,7 @@ def test_the_augmented_probe_augments_in_training_only_and_never_trains_the_enco
     encoder.build((None, 16, 16, 3))
     before = [keras.ops.convert_to_numpy(w) for w in encoder.weights]
     model = augmented_probe(encoder, (16, 16, 3), 3, (np.zeros(4), np.ones(4)), seed=2)
-    images = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
-    train_a = keras.ops.convert_to_numpy(model(images, training=True))
-    train_b = keras.ops.convert_to_numpy(model(images, training=True))
-    assert not np.allclose(train_a, train_b)
-    infer = [keras.ops.convert_to_numpy(model(images, training=False)) for _ in range(2)]
-    np.testing.assert_array_equal(infer[0], infer[1])
+    _augmented_in_training_only(model)
     # Batch norm ran on its moving statistics in training too: they are unchanged.
     for old, new in zip(before, encoder.weights, strict=True):
         np.testing.assert_array_equal(old, keras.ops.convert_to_numpy(new))

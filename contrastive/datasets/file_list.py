@@ -47,14 +47,11 @@ class FileList(ImageFolder):
         super().__init__(path, size=size, test_path=test_path, on_error=on_error, cache=cache,
                          keep_aspect=keep_aspect, stored_side=stored_side)
 
-    def count(self, split="train"):
-        self.check_split(split)
-        return len(read_list(self._list(split))[0])
-
-    def classes(self, split="train"):
+    def _class_folders(self, split):
+        """`(list file, class name of each image it names)` of `split`."""
         self.check_split(split)
         root = self._list(split)
-        return class_labels(read_list(root)[1], self.labels, root)[1] or None
+        return root, read_list(root)[1]
 
     def files(self, split="train", check=True):
         self.check_split(split)

@@ -94,6 +94,7 @@ class ImageFolder(Dataset):
         self.on_error = on_error
         self.cache = cache
         self.splits = ("train", "test") if test_path else ("train",)
+        self._listings = {}
 
     def load(self, split="train"):
         self.check_split(split)
@@ -123,13 +124,19 @@ class ImageFolder(Dataset):
         return (self.size, self.size, 3)
 
     def count(self, split="train"):
-        return len(self._class_folders(split)[1])
+        return len(self._listing(split)[1])
 
     def classes(self, split="train"):
-        """The class folder names of `split`, sorted (as `load` numbers
-        them), from the listing; None for unlabelled images."""
-        root, folders = self._class_folders(split)
-        return class_labels(folders, self.labels, root)[1] or None
+        """The class names of `split`, sorted (as `load` numbers them), from
+        the listing; None for unlabelled images."""
+        root, names = self._listing(split)
+        return class_labels(names, self.labels, root)[1] or None
+
+    def _listing(self, split):
+        """`_class_folders(split)`, listed once for `count` and `classes`."""
+        if split not in self._listings:
+            self._listings[split] = self._class_folders(split)
+        return self._listings[split]
 
     def _class_folders(self, split):
         """`(root, class folder of each image load would read)` of `split`,

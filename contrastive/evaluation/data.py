@@ -162,7 +162,8 @@ def run_splits(run, data=None, start="h", labelled=True):
 def check_classes(train, test, key):
     """Raises `SpecError` under `key` unless every held-out class name in
     `test` is one of the training split's, `train`."""
-    unknown = [name for name in test if name not in set(train)]
+    known = set(train)
+    unknown = [name for name in test if name not in known]
     if unknown:
         shown = ", ".join(map(str, train[:10])) + (f" and {len(train) - 10} more"
                                                    if len(train) > 10 else "")
