@@ -225,6 +225,38 @@ def test_resuming_removes_the_temporary_files_of_a_killed_save(three_epochs, tin
     assert {p.name: p.read_bytes() for p in (run / "checkpoints").glob("epoch-0003*")} == kept
 
 
+def test_resuming_with_an_edited_spec_says_what_changed(three_epochs):
+    run, data = three_epochs
+    said = []
+    resume(run, log=said.append)
+    assert not [line for line in said if "differs" in line], said
+    state = json.loads((run / "checkpoint.json").read_text())
+    assert state["spec"]["train"]["epochs"] == 3
+    data["train"]["epochs"] = 4
+    data["seed"] = data.get("seed", 0) + 5
+    data["optimizer"]["learning_rate"] = 0.1
+    (run / "spec.yaml").write_text(yaml.safe_dump(data))
+    said.clear()
+    assert resume(run, log=said.append).results["epochs"] == 4
+    changed = [line for line in said if "differs" in line]
+    assert len(changed) == 1 and changed[0].startswith("warning: "), said
+    assert "epoch-0003.weights.h5" in changed[0]
+    assert f"seed: {data['seed'] - 5} -> {data['seed']}" in changed[0]
+    assert "train.epochs: 3 -> 4" in changed[0] and 'optimizer.learning_rate: 0.05 -> 0.1' in changed[0]
+    assert json.loads((run / "checkpoint.json").read_text())["spec"]["train"]["epochs"] == 4
+
+
+def test_spec_changes_lists_leaves_and_counts_the_rest():
+    from contrastive.training.checkpoints import spec_changes
+
+    old = {"a": {"b": 1, "c": [1, 2]}, "d": None, "e": {}}
+    assert spec_changes(old, old) == [] and spec_changes(None, old) == []
+    assert spec_changes(old, {"a": {"b": 2, "c": [1, 2]}, "e": {"f": "x"}}) == [
+        "a.b: 1 -> 2", "d: null -> (absent)", 'e: {} -> (absent)', 'e.f: (absent) -> "x"']
+    many = {str(i): i for i in range(10)}
+    assert spec_changes(many, {})[-1] == "4 more" and len(spec_changes(many, {})) == 7
+
+
 def test_no_intact_checkpoint_is_one_line_and_deletes_nothing(three_epochs, capsys):
     from contrastive_cli.main import main
 
@@ -256,6 +288,7 @@ def test_a_checkpoint_that_does_not_fit_an_edited_spec_is_one_line(three_epochs,
     err = capsys.readouterr().err.strip().splitlines()
     assert info.value.code == 2 and len(err) == 1, err
     assert "epoch-0003.weights.h5: the checkpoint does not fit the model spec.yaml builds" in err[0]
+    assert "spec.yaml changed since: encoder.widths: [" in err[0] and "train.epochs: 3 -> 4" in err[0]
     assert len(err[0]) < 700
     assert {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()} == files
 

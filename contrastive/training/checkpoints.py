@@ -3,8 +3,9 @@ state file that names the newest, and the callback that writes them.
 
 Each checkpoint is `checkpoints/epoch-NNNN.weights.h5` (model and optimizer
 weights) and `checkpoints/epoch-NNNN.json` (its state: the epoch, the
-weights file's size and SHA-256, and the random-generator states that
-`save_weights` leaves out); `checkpoint.json` is a copy of the newest
+weights file's size and SHA-256, the random-generator states that
+`save_weights` leaves out and the resolved spec the run was trained with);
+`checkpoint.json` is a copy of the newest
 state. Every file is written through a temporary file and a rename, so a
 crash at any moment leaves the previous checkpoint whole. Resuming takes
 the newest checkpoint whose weights file is intact (`newest_intact`).
@@ -145,15 +146,18 @@ class Checkpoint(keras.callbacks.Callback):
         epochs: the run's total epochs.
         first_epoch: the epoch index training starts from (resumed runs).
         keep: how many checkpoints to keep.
+        spec: the resolved spec mapping, recorded in each state so that a
+            resumed run can say what changed (`spec_changes`).
     """
 
-    def __init__(self, run_dir, every, epochs, first_epoch=0, keep=2):
+    def __init__(self, run_dir, every, epochs, first_epoch=0, keep=2, spec=None):
         super().__init__()
         self.run_dir = pathlib.Path(run_dir)
         self.every = every
         self.epochs = epochs
         self.first_epoch = first_epoch
         self.keep = keep
+        self.spec = None if spec is None else _json_ready(spec)
 
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
@@ -182,6 +186,8 @@ class Checkpoint(keras.callbacks.Callback):
                 keras.ops.convert_to_numpy(v).tolist() for v in random_states(self.model)
             ],
         }
+        if self.spec is not None:
+            state["spec"] = self.spec
         write_json_atomically(folder / f"epoch-{done:04d}.json", state)
         write_json_atomically(self.run_dir / STATE, state)
         self._prune(folder, done)
@@ -194,6 +200,45 @@ class Checkpoint(keras.callbacks.Callback):
         for old in older[:max(0, len(older) - (self.keep - 1))]:
             for suffix in (".weights.h5", ".json"):
                 (folder / f"epoch-{old:04d}{suffix}").unlink(missing_ok=True)
+
+
+def spec_changes(recorded, current, limit=6):
+    """What differs between the spec a checkpoint recorded and `current`
+    (resolved mappings), as `key.path: old -> new` lines, at most `limit`
+    and a count of the rest; empty when they agree or nothing was recorded
+    (checkpoints of older versions)."""
+    if recorded is None:
+        return []
+    old, new = _leaves(recorded), _leaves(_json_ready(current))
+    lines = [f"{key}: {_shown(old, key)} -> {_shown(new, key)}"
+             for key in sorted(old.keys() | new.keys()) if old.get(key, _ABSENT) != new.get(key, _ABSENT)]
+    if len(lines) > limit:
+        lines[limit:] = [f"{len(lines) - limit} more"]
+    return lines
+
+
+_ABSENT = object()
+
+
+def _json_ready(mapping):
+    return json.loads(json.dumps(mapping, default=str))
+
+
+def _leaves(value, prefix=""):
+    """`{key.path: value}` for every value that is not a non-empty mapping."""
+    if not isinstance(value, dict) or (not value and prefix):
+        return {prefix: value}
+    leaves = {}
+    for key, child in value.items():
+        leaves.update(_leaves(child, f"{prefix}.{key}" if prefix else str(key)))
+    return leaves
+
+
+def _shown(leaves, key):
+    if key not in leaves:
+        return "(absent)"
+    text = json.dumps(leaves[key])
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def check_space(folder, model, name):

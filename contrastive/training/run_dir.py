@@ -118,7 +118,8 @@ class RunDir:
 
         return [
             MetricsLog(self.path / METRICS, append=first_epoch > 0),
-            Checkpoint(self.path, spec.output.checkpoint_every, spec.train.epochs, first_epoch),
+            Checkpoint(self.path, spec.output.checkpoint_every, spec.train.epochs, first_epoch,
+                       spec=spec.as_dict()),
         ]
 
     def discard(self):

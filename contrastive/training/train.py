@@ -42,11 +42,13 @@ def train(spec, out=None, log=print, resume=False):
         parts = build_parts(spec, distribution)
         model, schedule = build_model(spec, parts, distribution)
         if state is not None:
-            restore(model, parts.input, state, run_dir.path)
+            restore(model, parts.input, state, run_dir.path, spec)
     run_dir.start(spec, first_epoch)
     if not run_dir.writes:
         log = _silent
     _announce(spec, parts, schedule, distribution, run_dir, first_epoch, log)
+    if state is not None:
+        _say_changes(spec, state, run_dir, log)
     try:
         history, seconds = _fit(spec, model, parts, run_dir, distribution, first_epoch)
         if run_dir.writes:
@@ -99,11 +101,17 @@ def resume(run_dir, log=print):
     return train(spec, out=run_dir, log=log, resume=True)
 
 
-def restore(model, data_input, state, path):
+def restore(model, data_input, state, path, spec=None):
     """Builds the model and its optimizer, then loads a checkpoint: weights,
-    optimizer state and random-generator states."""
+    optimizer state and random-generator states. With `spec` (the one the
+    model was built from), a checkpoint that does not fit says what changed
+    since it was written."""
     from contrastive.errors import SpecError
-    from contrastive.training.checkpoints import random_states
+    from contrastive.training.checkpoints import random_states, spec_changes
+
+    changes = spec_changes(state.get("spec"), spec.as_dict()) if spec is not None else []
+    edited = (f"spec.yaml changed since: {'; '.join(changes)}" if changes
+              else "was spec.yaml edited?")
 
     model(data_input.example(), training=True)
     model.optimizer.build(model.trainable_variables)
@@ -121,12 +129,13 @@ def restore(model, data_input, state, path):
         first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
         raise SpecError(
             f"{path / state['weights']}: the checkpoint does not fit the model spec.yaml "
-            f"builds (was spec.yaml edited?): {first[:300]}", "--resume") from None
+            f"builds ({edited}): {first[:300]}", "--resume") from None
     variables = random_states(model)
     if len(variables) != len(state["random_states"]):
         raise SpecError(
-            f"the checkpoint holds {len(state['random_states'])} random-generator "
-            f"states, the model built from spec.yaml has {len(variables)}",
+            f"{path / state['weights']}: the checkpoint holds {len(state['random_states'])} "
+            "random-generator "
+            f"states, the model built from spec.yaml has {len(variables)} ({edited})",
             "--resume",
         )
     for variable, value in zip(variables, state["random_states"]):
@@ -146,6 +155,18 @@ def _announce(spec, parts, schedule, distribution, run_dir, first_epoch, log):
     peak = getattr(schedule, "peak_learning_rate", None)
     if peak is not None:
         log(f"peak learning rate {float(peak):.6g}")
+
+
+def _say_changes(spec, state, run_dir, log):
+    """Says what differs between `spec` and the spec the checkpoint was
+    trained with (an edited spec.yaml, or another spec given to `train`)."""
+    from contrastive.training.checkpoints import spec_changes
+
+    changes = spec_changes(state.get("spec"), spec.as_dict())
+    if changes:
+        log(f"warning: the spec differs from the one {run_dir.path / state['weights']} was "
+            f"trained with ({'; '.join(changes)}); the resumed run follows the new one, so it "
+            "will not reach an uninterrupted run's weights")
 
 
 def _fit(spec, model, parts, run_dir, distribution, first_epoch):
