@@ -257,6 +257,17 @@ def test_spec_changes_lists_leaves_and_counts_the_rest():
     assert spec_changes(many, {})[-1] == "4 more" and len(spec_changes(many, {})) == 7
 
 
+def test_damaged_metrics_rows_are_dropped_on_resume(three_epochs):
+    run, data = three_epochs
+    data["train"]["epochs"] = 4
+    (run / "spec.yaml").write_text(yaml.safe_dump(data))
+    metrics = run / "metrics.csv"
+    metrics.write_text(metrics.read_text() + "\nnot a row\n2.5,1\n")
+    assert resume(run, log=lambda line: None).results["epochs"] == 4
+    assert [row.split(",")[0] for row in metrics.read_text().splitlines()] == [
+        "epoch", "0", "1", "2", "3"]
+
+
 def test_no_intact_checkpoint_is_one_line_and_deletes_nothing(three_epochs, capsys):
     from contrastive_cli.main import main
 

@@ -155,8 +155,13 @@ class RunDir:
         path = self.path / METRICS
         if not path.exists():
             return
-        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-        kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) < epochs]
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        except (OSError, UnicodeDecodeError) as exc:
+            _warn(f"{path}: unreadable ({type(exc).__name__}); starting it afresh")
+            lines = []
+        kept = lines[:1] + [line for line in lines[1:] if _epoch(line) is not None
+                            and _epoch(line) < epochs]
         path.write_text("".join(kept), encoding="utf-8")
 
 
@@ -187,6 +192,14 @@ class FollowerRunDir(RunDir):
 
     def finish(self, spec, parts, results):
         pass
+
+
+def _epoch(line):
+    """The epoch of a `metrics.csv` row, or None for a damaged one."""
+    try:
+        return int(line.split(",", 1)[0])
+    except ValueError:
+        return None
 
 
 def _warn(line):
