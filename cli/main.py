@@ -96,10 +96,10 @@ def main(argv=None):
             traceback.print_exc()
         click.echo(f"error: {_one_line(exc)}", err=True)
         sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, interrupts.Interrupted):
+    except (KeyboardInterrupt, interrupts.Interrupted) as exc:
         if argv is None:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C changes nothing
-        click.echo("interrupted", err=True)
+        click.echo(f"interrupted{_resume_hint(exc)}", err=True)
         if argv is None:
             # A process of its own: jax's runtime can crash (SIGSEGV) while
             # Python finalises after an interrupt. The exit hooks (temporary
@@ -112,9 +112,17 @@ def main(argv=None):
     except Exception as exc:  # noqa: BLE001 (the last line of defence)
         if debug:
             raise
-        click.echo(f"failed: {type(exc).__name__}: {_one_line(exc)} (run with --debug for the traceback)", err=True)
+        click.echo(f"failed: {type(exc).__name__}: {_one_line(exc)}{_resume_hint(exc)} "
+                   "(run with --debug for the traceback)", err=True)
         sys.exit(1)
     sys.exit(code if type(code) is int else 0)
+
+
+def _resume_hint(exc):
+    """`; continue with: contrastive train --resume DIR` for a run that
+    stopped after a checkpoint (`contrastive.training.train` says which)."""
+    hint = getattr(exc, "resume_hint", None)
+    return f"; continue with: {hint}" if hint else ""
 
 
 def _one_line(exc):

@@ -69,10 +69,16 @@ class Run:
     @property
     def results(self):
         """`results.json` as a dict (empty before the run has finished)."""
+        file = self.path / "results.json"
         try:
-            return json.loads((self.path / "results.json").read_text(encoding="utf-8"))
+            return json.loads(file.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {}
+        except (OSError, ValueError) as exc:
+            raise SpecError(f"{file}: expected the JSON results of a finished run, received "
+                            f"a damaged file ({type(exc).__name__}: {exc}); "
+                            f"`contrastive train --resume {self.path}` writes it again",
+                            "--run") from None
 
     @property
     def metrics(self):

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from contrastive.registry import get_registry
+from contrastive.run import Run
 from contrastive.spec import resolve
 from contrastive.training import resume, train
 
@@ -91,7 +92,9 @@ def test_ctrl_c_stops_a_run_in_one_line_and_it_resumes(tiny_arrays, tmp_path):
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 1 and err.strip().splitlines()[-1] == "interrupted", err
+    assert process.returncode == 1, err
+    assert err.strip().splitlines()[-1] == (
+        f"interrupted; continue with: contrastive train --resume {run}"), err
     assert "Traceback" not in err
     stopped_at = json.loads(state_file.read_text())["epoch"]
     assert 2 <= stopped_at < 24
@@ -268,6 +271,61 @@ def test_damaged_metrics_rows_are_dropped_on_resume(three_epochs):
         "epoch", "0", "1", "2", "3"]
 
 
+def test_resuming_a_finished_run_changes_nothing(three_epochs):
+    run, _ = three_epochs
+    files = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.rglob("*") if p.is_file()}
+    said = []
+    assert resume(run, log=said.append).results["epochs"] == 3
+    assert said == [f"{run} has finished its 3 epochs and written its results: nothing to "
+                    "resume (to train on, raise train.epochs in its spec.yaml)"]
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes())
+            for p in run.rglob("*") if p.is_file()} == files
+
+
+def test_a_run_killed_while_evaluating_resumes_to_its_results(three_epochs):
+    run, data = three_epochs
+    data["eval"] = {"knn": {"k": 5}, "linear": {"enabled": False}}
+    (run / "spec.yaml").write_text(yaml.safe_dump(data))
+    for name in ("results.json", "encoder.keras", "encoder_head1.keras"):
+        (run / name).unlink(missing_ok=True)
+    (run / ".tmp-123-encoder.keras").write_bytes(b"half")
+    results = resume(run, log=lambda line: None).results
+    last = Run(run).metrics[-1]
+    assert results["epochs"] == 3 and results["final_loss"] == last["loss"] is not None
+    assert results["seconds"] is None and results["images_per_second"] is None
+    assert 0 <= results["eval"]["knn_accuracy"] <= 1
+    assert (run / "encoder.keras").is_file() and not (run / ".tmp-123-encoder.keras").exists()
+
+
+def test_resuming_on_another_backend_or_without_metrics_says_so(three_epochs):
+    run, data = three_epochs
+    data["train"]["epochs"] = 4
+    (run / "spec.yaml").write_text(yaml.safe_dump(data))
+    state = json.loads((run / "checkpoint.json").read_text())
+    assert state["backend"] == keras.backend.backend()
+    (run / "checkpoint.json").write_text(json.dumps({**state, "backend": "elsewhere"}))
+    (run / "metrics.csv").unlink()
+    said = []
+    with pytest.warns(UserWarning, match=r"metrics\.csv is missing: the metrics of epochs 1-3"):
+        resume(run, log=said.append)
+    assert [line for line in said if "was written on the elsewhere backend, the run goes on "
+            f"with {keras.backend.backend()}" in line], said
+    assert [row["epoch"] for row in Run(run).metrics] == [3]
+
+
+def test_damaged_results_are_one_line(three_epochs):
+    from contrastive.errors import SpecError
+
+    run, _ = three_epochs
+    (run / "results.json").write_text('{"epochs": 3, "fin')
+    with pytest.raises(SpecError, match=r"results\.json: expected the JSON results .* damaged "
+                       r"file .*contrastive train --resume"):
+        Run(run).results
+    said = []
+    assert resume(run, log=said.append).results["epochs"] == 3  # evaluated again
+    assert not [line for line in said if "nothing to resume" in line]
+
+
 def test_no_intact_checkpoint_is_one_line_and_deletes_nothing(three_epochs, capsys):
     from contrastive_cli.main import main
 
@@ -310,7 +368,9 @@ def test_resuming_a_read_only_run_is_one_line(three_epochs, capsys, monkeypatch)
     from contrastive_cli.main import main
 
     run_dir_module = importlib.import_module("contrastive.training.run_dir")
-    run, _ = three_epochs
+    run, data = three_epochs
+    data["train"]["epochs"] = 4  # a run that goes on
+    (run / "spec.yaml").write_text(yaml.safe_dump(data))
     real = os.access
     # As a user without write permission would see it (the tests may run as root).
     monkeypatch.setattr(run_dir_module.os, "access", lambda path, mode: (
@@ -355,6 +415,13 @@ def test_a_run_that_fails_before_its_first_checkpoint_can_be_rerun(
         main(["train", str(file), "--out", str(run), "--set", "encoder.after=100"])
     assert info.value.code == 0, capsys.readouterr().err
     assert (run / "results.json").exists()
+    # In an --out that existed (empty), all the failed run wrote is removed.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SystemExit) as info:
+        main(["train", str(file), "--out", str(empty), "--set", "output.tensorboard=true"])
+    assert info.value.code == 1 and "loss became nan" in capsys.readouterr().err
+    assert empty.is_dir() and not any(empty.iterdir())
 
 
 def test_a_disk_too_full_for_a_checkpoint_is_one_line_and_keeps_the_previous_ones(

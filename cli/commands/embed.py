@@ -22,6 +22,7 @@ def command(run_dir, data, split, out, labels_out, progress):
     import numpy as np
 
     from contrastive.errors import SpecError
+    from contrastive.files import written_atomically
     from contrastive.evaluation import features_of
     from contrastive.evaluation.data import load_under
     from contrastive.evaluation.features import check_image_shape
@@ -50,7 +51,9 @@ def command(run_dir, data, split, out, labels_out, progress):
         check_image_shape(encoder, arrays, key)
     features = features_of(encoder, arrays, verbose=verbosity(progress),
                            title=f"h of the {split} split")
-    np.save(out, features)
+    with written_atomically(out) as tmp:
+        np.save(tmp, features)
     if labels_out and arrays.labels is not None:
-        np.save(labels_out, arrays.labels)
+        with written_atomically(labels_out) as tmp:
+            np.save(tmp, arrays.labels)
     click.echo(f"wrote {features.shape[0]} x {features.shape[1]} representations to {out}")

@@ -27,6 +27,7 @@ def command(spec, out, n, split, overrides):
 
     from contrastive import registry
     from contrastive.errors import DataError, SpecError
+    from contrastive.files import written_atomically
     from contrastive.preflight import check_new_file
     from contrastive.spec import load_spec
 
@@ -55,7 +56,8 @@ def command(spec, out, n, split, overrides):
     if sized:
         images = arrays.take(np.arange(len(images))).views()
     grid = views_grid(images, first, second)
-    Image.fromarray(grid).save(out)
+    with written_atomically(out) as tmp:
+        Image.fromarray(grid).save(tmp)
     click.echo(f"wrote {out}: {len(images)} images x (original, view 1, view 2), "
                f"augment {resolved['augment']['name']}, seed {resolved['seed']}")
 

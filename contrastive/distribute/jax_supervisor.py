@@ -20,7 +20,6 @@ standard library here: the supervisor imports neither Keras nor jax.
 """
 
 import contextlib
-import ctypes
 import json
 import os
 import queue
@@ -34,6 +33,7 @@ import time
 
 from contrastive.distribute.base import configured_backend
 from contrastive.distribute.lost import LostProcess
+from contrastive.files import dies_with_parent
 
 # In the child: set by the supervisor.
 SUPERVISED = "CONTRASTIVE_SUPERVISED"
@@ -119,19 +119,6 @@ def _line_from_note(path):
     return report(who)
 
 
-def _pdeathsig():
-    """A `preexec_fn` that asks the kernel to kill the child with SIGKILL
-    when the supervisor dies (libc loaded here, before the fork)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    parent = os.getpid()
-
-    def preexec():
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the supervisor died before prctl
-            os._exit(1)
-    return preexec
-
-
 def _pump(stream, lines):
     for line in iter(stream.readline, b""):
         lines.put(line)
@@ -149,7 +136,7 @@ def supervise(argv):
         # -P: the working directory does not shadow modules in the child.
         child = subprocess.Popen([sys.executable, "-P", "-m", "contrastive_cli.main", *argv],
                                  env=env, stderr=subprocess.PIPE, process_group=0,
-                                 preexec_fn=_pdeathsig())  # noqa: PLW1509 (no threads yet)
+                                 preexec_fn=dies_with_parent())  # noqa: PLW1509 (no threads yet)
         try:
             for number in _FORWARDED:
                 signal.signal(number, lambda number, frame: child.send_signal(number))

@@ -26,6 +26,7 @@ import pathlib
 import shutil
 
 from contrastive.errors import SpecError
+from contrastive.files import written_atomically
 from contrastive.preflight import check_new_file
 
 FORMATS = ("keras", "savedmodel", "onnx", "torchvision")
@@ -82,7 +83,8 @@ def export_encoder(run, format, out):
 def _keras(source, out):
     if out.suffix != ".keras":
         raise SpecError(f"expected a file name ending in .keras, received {str(out)!r}", "--out")
-    shutil.copyfile(source, out)
+    with written_atomically(out) as tmp:
+        shutil.copyfile(source, tmp)
     return Exported(out, "keras")
 
 

@@ -19,6 +19,7 @@ import subprocess
 import sys
 
 from contrastive.errors import SpecError
+from contrastive.files import die_with_parent, written_atomically
 
 KERAS_FORMATS = {"savedmodel": "tf_saved_model", "onnx": "onnx"}
 # format -> the modules it needs, with the pip requirement naming each
@@ -54,16 +55,18 @@ def export_on_tensorflow(format, source, out):
     import keras
 
     check_requirements(format)
-    if keras.backend.backend() == "tensorflow":
-        export_here(format, source, out)
-        return
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run(
-        [sys.executable, "-m", __name__, format, str(source), str(out)],
-        env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        lines = result.stderr.strip().splitlines() or [f"exit code {result.returncode}"]
-        raise RuntimeError(f"{format} export on the tensorflow backend failed: {lines[-1]}")
+    with written_atomically(out) as tmp:
+        if keras.backend.backend() == "tensorflow":
+            export_here(format, source, tmp)
+            return
+        env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+        result = subprocess.run(
+            [sys.executable, "-m", __name__, format, str(source), str(tmp)],
+            env={**env, "CONTRASTIVE_PARENT": str(os.getpid())}, capture_output=True,
+            text=True, check=False)
+        if result.returncode != 0:
+            lines = result.stderr.strip().splitlines() or [f"exit code {result.returncode}"]
+            raise RuntimeError(f"{format} export on the tensorflow backend failed: {lines[-1]}")
 
 
 def export_here(format, source, out):
@@ -81,4 +84,6 @@ def export_here(format, source, out):
 
 
 if __name__ == "__main__":
+    if "CONTRASTIVE_PARENT" in os.environ:  # no orphan writing after its parent was killed
+        die_with_parent(int(os.environ["CONTRASTIVE_PARENT"]))
     export_here(*sys.argv[1:4])

@@ -35,6 +35,7 @@ without ImageNet normalisation, and returns h.
 import numpy as np
 
 from contrastive.errors import SpecError
+from contrastive.files import written_atomically
 
 TORCHVISION_DEPTHS = (18, 34, 50, 101, 152)
 BASE_WIDTH = 64
@@ -165,5 +166,6 @@ def save(model, out):
         raise SpecError("torchvision export needs torch installed: pip install torch",
                         "--format") from None
     tensors = {key: torch.from_numpy(value) for key, value in state_dict(resnet).items()}
-    torch.save(tensors, str(out))
+    with written_atomically(out) as tmp:
+        torch.save(tensors, str(tmp))
     return loading_code(resnet, tuple(model.inputs[0].shape[1:]), out)

@@ -3,6 +3,7 @@
 import pathlib
 
 from contrastive.errors import SpecError
+from contrastive.files import written_atomically
 from contrastive.preflight import check_writable_folder
 
 # Pixels per inch of every picture: sizes are given in inches.
@@ -37,5 +38,8 @@ def class_name(label, class_names):
 
 def save(fig, path):
     """Writes `fig` as a PNG of exactly its size x `DPI` pixels, and closes it."""
-    fig.savefig(path, dpi=DPI, format="png")
-    pyplot().close(fig)
+    try:
+        with written_atomically(path) as tmp:
+            fig.savefig(tmp, dpi=DPI, format="png")
+    finally:
+        pyplot().close(fig)

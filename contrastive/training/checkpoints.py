@@ -23,6 +23,8 @@ import shutil
 import keras
 import numpy as np
 
+from contrastive.files import TEMPORARY, remove, written_atomically
+
 STATE = "checkpoint.json"
 FOLDER = "checkpoints"
 _EPOCH = re.compile(r"^epoch-(\d+)\.json$")
@@ -30,13 +32,10 @@ _EPOCH = re.compile(r"^epoch-(\d+)\.json$")
 
 def write_json_atomically(path, data):
     """Writes JSON to `path` through a temporary file and a rename."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with written_atomically(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=2)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def digest(path):
@@ -122,16 +121,17 @@ def _damage(run_dir, state):
 
 
 def remove_leftovers(run_dir):
-    """Removes the temporary files of checkpoint writes that a killed run
-    left unfinished (`checkpoints/.tmp-*.weights.h5`, `.*.json.tmp`). They
-    were never renamed into place, so no checkpoint is among them."""
+    """Removes the temporary files that a killed run left unfinished
+    (`.tmp-*` in the run directory and in `checkpoints/`, and the
+    `.*.json.tmp` of earlier versions). They were never renamed into place,
+    so no checkpoint or finished file is among them."""
     run_dir = pathlib.Path(run_dir)
-    leftovers = [run_dir / f".{STATE}.tmp"]
+    leftovers = [run_dir / f".{STATE}.tmp", *run_dir.glob(f"{TEMPORARY}*")]
     if (run_dir / FOLDER).is_dir():
-        leftovers += [*(run_dir / FOLDER).glob(".tmp-epoch-*.weights.h5"),
+        leftovers += [*(run_dir / FOLDER).glob(f"{TEMPORARY}*"),
                       *(run_dir / FOLDER).glob(".epoch-*.json.tmp")]
     for path in leftovers:
-        path.unlink(missing_ok=True)
+        remove(path)
 
 
 class Checkpoint(keras.callbacks.Callback):
@@ -169,14 +169,9 @@ class Checkpoint(keras.callbacks.Callback):
         folder = self.run_dir / FOLDER
         folder.mkdir(exist_ok=True)
         name = f"epoch-{done:04d}.weights.h5"
-        tmp = folder / f".tmp-{name}"
         check_space(folder, self.model, name)
-        try:
+        with written_atomically(folder / name) as tmp:
             self.model.save_weights(str(tmp))
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        os.replace(tmp, folder / name)
         state = {
             "epoch": done,
             "weights": f"{FOLDER}/{name}",
@@ -188,6 +183,7 @@ class Checkpoint(keras.callbacks.Callback):
         }
         if self.spec is not None:
             state["spec"] = self.spec
+        state["backend"] = keras.backend.backend()
         write_json_atomically(folder / f"epoch-{done:04d}.json", state)
         write_json_atomically(self.run_dir / STATE, state)
         self._prune(folder, done)

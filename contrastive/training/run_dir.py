@@ -18,6 +18,7 @@ import time
 import warnings
 
 from contrastive.errors import SpecError
+from contrastive.files import remove, written_atomically
 from contrastive.training.checkpoints import (
     FOLDER,
     Checkpoint,
@@ -99,8 +100,7 @@ class RunDir:
             self._created = not self.path.exists()
             self._fresh = True
             self.path.mkdir(parents=True, exist_ok=True)
-            (self.path / "spec.yaml").write_text(
-                f"# resolved from {spec.file}\n" + spec.to_yaml(), encoding="utf-8")
+            _write_text(self.path / "spec.yaml", f"# resolved from {spec.file}\n" + spec.to_yaml())
         else:
             unwritable = [p for p in (self.path, self.path / FOLDER, self.path / METRICS)
                           if p.exists() and not os.access(p, os.W_OK)]
@@ -124,36 +124,55 @@ class RunDir:
 
     def discard(self):
         """Removes what a new run that failed before its first checkpoint
-        wrote (the whole directory, if this run created it), so that the
+        wrote (the whole directory, if this run created it; else all it
+        holds, since a new run starts only in an empty one), so that the
         same command can run again. A resumed run's directory is kept."""
         if not self._fresh or self.has_checkpoints():
             return
         if self._created:
             shutil.rmtree(self.path, ignore_errors=True)
         else:
-            for name in ("spec.yaml", METRICS):
-                (self.path / name).unlink(missing_ok=True)
+            for path in self.path.iterdir():
+                remove(path)
 
     def finish(self, spec, parts, results):
         """Writes the curves, the encoder files, `results.json` and, when
         unreadable files were left out of the data, `skipped.txt`."""
         skipped = parts.input.skipped
         if skipped:
-            (self.path / "skipped.txt").write_text("\n".join(skipped) + "\n", encoding="utf-8")
+            _write_text(self.path / "skipped.txt", "\n".join(skipped) + "\n")
             results["skipped_files"] = len(skipped)
         if spec.output.plot:
             from contrastive.plots import plot_metrics
 
-            plot_metrics(self.path / METRICS, self.path / "curves.png")
+            with written_atomically(self.path / "curves.png") as tmp:
+                plot_metrics(self.path / METRICS, tmp)
         if spec.output.save_encoder:
             shape = parts.input.image_shape
             save_encoder(parts.encoder, shape, self.path / "encoder.keras")
             save_encoder(parts.encoder, shape, self.path / "encoder_head1.keras", head=parts.head)
-        (self.path / RESULTS).write_text(json.dumps(results, indent=2), encoding="utf-8")
+        _write_text(self.path / RESULTS, json.dumps(results, indent=2))  # last: the run is done
+
+    def finished(self, epochs):
+        """Whether the run has written its results after `epochs` epochs."""
+        try:
+            return json.loads((self.path / RESULTS).read_text(encoding="utf-8"))["epochs"] >= epochs
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+
+    def last_logged(self, key):
+        """The value of `key` in `metrics.csv`'s last row, or None."""
+        from contrastive.run import Run
+
+        rows = Run(self.path).metrics
+        return rows[-1].get(key) if rows else None
 
     def _truncate_metrics(self, epochs):
         path = self.path / METRICS
         if not path.exists():
+            if epochs:
+                _warn(f"{path} is missing: the metrics of epochs 1-{epochs} are lost; those of "
+                      "the resumed epochs are written")
             return
         try:
             lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
@@ -162,7 +181,11 @@ class RunDir:
             lines = []
         kept = lines[:1] + [line for line in lines[1:] if _epoch(line) is not None
                             and _epoch(line) < epochs]
-        path.write_text("".join(kept), encoding="utf-8")
+        missing = sorted(set(range(epochs)) - {_epoch(line) for line in kept[1:]})
+        if missing:
+            _warn(f"{path} lacks the metrics of {len(missing)} of the {epochs} epochs before "
+                  f"the resumed one (the first: epoch {missing[0] + 1}); they stay missing")
+        _write_text(path, "".join(kept))
 
 
 class FollowerRunDir(RunDir):
@@ -192,6 +215,11 @@ class FollowerRunDir(RunDir):
 
     def finish(self, spec, parts, results):
         pass
+
+
+def _write_text(path, text):
+    with written_atomically(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _epoch(line):
@@ -224,4 +252,5 @@ def save_encoder(encoder, image_shape, path, head=None):
             return
         outputs = keras.layers.Activation("relu")(hidden[0](outputs, training=False))
         name = "encoder_head1"
-    keras.Model(inputs, outputs, name=name).save(str(path))
+    with written_atomically(path) as tmp:
+        keras.Model(inputs, outputs, name=name).save(str(tmp))

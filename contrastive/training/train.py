@@ -38,6 +38,10 @@ def train(spec, out=None, log=print, resume=False):
                           resume, "--out" if out else "output.dir")
     state = run_dir.state() if resume else None
     first_epoch = state["epoch"] if state else 0
+    if first_epoch >= spec.train.epochs and run_dir.finished(spec.train.epochs):
+        log(f"{run_dir.path} has finished its {spec.train.epochs} epochs and written its "
+            "results: nothing to resume (to train on, raise train.epochs in its spec.yaml)")
+        return Run(run_dir.path, chief=run_dir.writes)
     with distribution.scope(), default_verbosity(_data_verbosity(spec, distribution)):
         parts = build_parts(spec, distribution)
         model, schedule = build_model(spec, parts, distribution)
@@ -57,8 +61,10 @@ def train(spec, out=None, log=print, resume=False):
                                    run_dir, log)
     except ProcessLost:
         raise  # every process resumes from the directory as it is
-    except BaseException:
+    except BaseException as exc:
         run_dir.discard()
+        if run_dir.has_checkpoints() and run_dir.writes:
+            exc.resume_hint = f"contrastive train --resume {run_dir.path}"
         raise
     run_dir.finish(spec, parts, results if run_dir.writes else None)
     return Run(run_dir.path, chief=run_dir.writes)
@@ -159,9 +165,18 @@ def _announce(spec, parts, schedule, distribution, run_dir, first_epoch, log):
 
 def _say_changes(spec, state, run_dir, log):
     """Says what differs between `spec` and the spec the checkpoint was
-    trained with (an edited spec.yaml, or another spec given to `train`)."""
+    trained with (an edited spec.yaml, or another spec given to `train`),
+    and between the backends."""
+    import keras
+
     from contrastive.training.checkpoints import spec_changes
 
+    backend = state.get("backend")
+    if backend not in (None, keras.backend.backend()):
+        log(f"warning: {run_dir.path / state['weights']} was written on the {backend} backend, "
+            f"the run goes on with {keras.backend.backend()}: its weights load, but the "
+            "random draws and arithmetic differ, so it will not reach the weights of an "
+            "uninterrupted run on either")
     changes = spec_changes(state.get("spec"), spec.as_dict())
     if changes:
         log(f"warning: the spec differs from the one {run_dir.path / state['weights']} was "
@@ -213,6 +228,7 @@ def _results(spec, parts, history, seconds, first_epoch, schedule, run_dir, log)
 
     losses = history.history.get("loss", [])
     epochs = first_epoch + len(losses)
+    final_loss = float(losses[-1]) if losses else run_dir.last_logged("loss")
     if losses and not np.isfinite(losses[-1]):
         last = run_dir.state()
         kept = f"; the last good checkpoint is {run_dir.path / last['weights']}" if last else ""
@@ -224,9 +240,10 @@ def _results(spec, parts, history, seconds, first_epoch, schedule, run_dir, log)
         "backend": keras.backend.backend(),
         "epochs": epochs,
         "steps": parts.steps_per_epoch * epochs,
-        "final_loss": float(losses[-1]) if losses else None,
-        "seconds": round(seconds, 2),
-        "images_per_second": round(images / seconds, 1) if seconds else None,
+        "final_loss": final_loss,
+        # a run resumed after its last epoch (killed while evaluating) trains no step
+        "seconds": round(seconds, 2) if losses else None,
+        "images_per_second": round(images / seconds, 1) if losses and seconds else None,
     }
     if getattr(schedule, "peak_learning_rate", None) is not None:
         results["peak_learning_rate"] = float(schedule.peak_learning_rate)

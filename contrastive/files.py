@@ -1,0 +1,84 @@
+"""Files written whole or not at all, and child processes that die with
+their parent.
+
+Every file a command or a run writes goes through `written_atomically`: a
+temporary name beside the target, then a rename, so a process killed at
+any moment leaves either the finished file or none where it belongs (and a
+hidden `.tmp-*` that nothing reads).
+"""
+
+import contextlib
+import ctypes
+import os
+import pathlib
+import shutil
+import signal
+
+TEMPORARY = ".tmp-"
+
+
+@contextlib.contextmanager
+def written_atomically(path):
+    """Yields a temporary path beside `path` (same folder and suffix) for
+    the block to write, a file or a directory, and renames it to `path`
+    when the block ends; removes it when the block raises.
+
+    Example:
+
+    ```python
+    with written_atomically("features.npy") as tmp:
+        np.save(tmp, features)
+    ```
+    """
+    path = pathlib.Path(path)
+    tmp = path.with_name(f"{TEMPORARY}{os.getpid()}-{path.name}")
+    try:
+        yield tmp
+    except BaseException:
+        remove(tmp)
+        raise
+    os.replace(tmp, path)
+
+
+def remove(path):
+    """Removes the file or directory tree at `path`, if there is one."""
+    path = pathlib.Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def dies_with_parent():
+    """A `preexec_fn` for `subprocess` that asks the kernel (Linux) to kill
+    the child with SIGKILL when this process dies, so that no orphan goes
+    on writing after its parent was killed. Elsewhere, None. For a parent
+    with threads, where a `preexec_fn` is unsafe, the child calls
+    `die_with_parent` itself."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+    return lambda: _die_with(prctl, parent)
+
+
+def die_with_parent(parent):
+    """Asks the kernel (Linux) to kill this process with SIGKILL when its
+    parent dies; exits at once when the parent, process `parent`, is gone
+    already."""
+    prctl = _prctl()
+    if prctl is not None:
+        _die_with(prctl, parent)
+
+
+def _prctl():
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def _die_with(prctl, parent):
+    prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before prctl
+        os._exit(1)

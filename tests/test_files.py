@@ -1,0 +1,80 @@
+"""Files written whole or not at all; children that die with their parent."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from contrastive.files import written_atomically
+
+
+def test_a_written_file_appears_only_when_the_block_ends(tmp_path):
+    target = tmp_path / "features.npy"
+    with written_atomically(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.endswith("features.npy")
+        tmp.write_bytes(b"data")
+        assert not target.exists()
+    assert target.read_bytes() == b"data" and os.listdir(tmp_path) == ["features.npy"]
+
+
+@pytest.mark.parametrize("directory", [False, True])
+def test_a_failed_write_leaves_nothing(tmp_path, directory):
+    target = tmp_path / "model"
+    with pytest.raises(RuntimeError), written_atomically(target) as tmp:
+        if directory:
+            (tmp / "variables").mkdir(parents=True)
+            (tmp / "variables" / "data").write_bytes(b"half")
+        else:
+            tmp.write_bytes(b"half")
+        raise RuntimeError("killed")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_directory_is_renamed_whole(tmp_path):
+    target = tmp_path / "savedmodel"
+    with written_atomically(target) as tmp:
+        (tmp / "assets").mkdir(parents=True)
+    assert (target / "assets").is_dir() and os.listdir(tmp_path) == ["savedmodel"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_child_that_asked_dies_with_its_killed_parent(tmp_path):
+    pid_file = tmp_path / "grandchild.pid"
+    # The parent starts a grandchild that asks to die with it, then sleeps.
+    parent = subprocess.Popen([sys.executable, "-c", f"""
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", '''
+import os, pathlib, time
+from contrastive.files import die_with_parent
+die_with_parent({{parent}})
+pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))
+time.sleep(60)
+'''.replace("{{parent}}", str(os.getpid()))])
+time.sleep(60)
+"""])
+    deadline = time.time() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.time() < deadline and parent.poll() is None
+        time.sleep(0.05)
+    grandchild = int(pid_file.read_text())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 10
+    while _alive(grandchild):
+        assert time.time() < deadline, "the grandchild outlived its killed parent"
+        time.sleep(0.05)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (not yet reaped by init) is dead
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
