@@ -326,6 +326,16 @@ def test_damaged_results_are_one_line(three_epochs):
     assert not [line for line in said if "nothing to resume" in line]
 
 
+def test_weights_without_their_state_record_are_no_checkpoint(three_epochs):
+    run, _ = three_epochs
+    (run / "checkpoint.json").unlink()
+    for record in (run / "checkpoints").glob("*.json"):
+        record.unlink()  # killed after renaming the weights, before their record
+    said = []
+    assert resume(run, log=said.append).results["epochs"] == 3
+    assert said[0] == f"{run} has no checkpoint yet: starting from epoch 0", said
+
+
 def test_no_intact_checkpoint_is_one_line_and_deletes_nothing(three_epochs, capsys):
     from contrastive_cli.main import main
 

@@ -76,7 +76,8 @@ def newest_intact(run_dir, warn=None):
         said.append(f"{run_dir / state['weights']}: {problem}; trying an older checkpoint")
     if damaged:
         raise SpecError(f"{run_dir}: no intact checkpoint to resume from (damaged: "
-                        f"{'; '.join(damaged)})", "--resume")
+                        f"{'; '.join(damaged)}); to start over, train with another --out",
+                        "--resume")
     return None
 
 

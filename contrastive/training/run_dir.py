@@ -88,9 +88,11 @@ class RunDir:
         return newest_intact(self.path, warn=_warn)
 
     def has_checkpoints(self):
-        """Whether any checkpoint was written (intact or not)."""
+        """Whether any checkpoint was written (intact or not): a state file.
+        A weights file without its state record (a run killed between the
+        two) is no checkpoint; the next save replaces it."""
         return (self.path / "checkpoint.json").exists() or any(
-            (self.path / FOLDER).glob("epoch-*"))
+            (self.path / FOLDER).glob("epoch-*.json"))
 
     def start(self, spec, first_epoch):
         """Creates the directory and writes `spec.yaml` (a new run), or drops
