@@ -80,8 +80,8 @@ def main(argv=None):
         # Without standalone mode, click returns a command's `ctx.exit(code)`.
         code = app.main(args=argv, prog_name="contrastive", standalone_mode=False)
         interrupts.raise_if_interrupted()  # one lost where nothing raised it again
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort as exc:  # click's, from a KeyboardInterrupt
+        click.echo(f"aborted{_resume_hint(exc)}", err=True)
         sys.exit(1)
     except click.ClickException as exc:
         hint = ""
@@ -121,8 +121,9 @@ def main(argv=None):
 def _resume_hint(exc):
     """`; continue with: contrastive train --resume DIR` for a run that
     stopped after a checkpoint (`contrastive.training.train` says which)."""
-    hint = getattr(exc, "resume_hint", None)
-    return f"; continue with: {hint}" if hint else ""
+    while exc is not None and not getattr(exc, "resume_hint", None):
+        exc = exc.__cause__ or exc.__context__
+    return f"; continue with: {exc.resume_hint}" if exc is not None else ""
 
 
 def _one_line(exc):

@@ -27,7 +27,11 @@ class Run:
         path: the directory.
         chief: whether the process that trained it wrote it (False on the
             other processes of a multi-process run, which write nothing).
+        untouched: True when `resume` found the run finished and wrote
+            nothing.
     """
+
+    untouched = False
 
     def __init__(self, path, chief=True):
         self.path = pathlib.Path(path)

@@ -122,6 +122,23 @@ def test_embed_writes_representations(capsys, run_dir, tmp_path):
     assert np.load(labels_file).shape == (12,)
 
 
+def test_embed_writes_both_files_or_neither(capsys, run_dir, tmp_path, monkeypatch):
+    saves = []
+    real = np.save
+
+    def save_then_fail(file, array):
+        saves.append(file)
+        if len(saves) == 2:
+            raise OSError("the disk is gone")
+        real(file, array)
+
+    monkeypatch.setattr(np, "save", save_then_fail)
+    code, _, err = cli(capsys, "embed", "--run", str(run_dir), "--split", "test",
+                       "--out", str(tmp_path / "h.npy"), "--labels", str(tmp_path / "y.npy"))
+    assert code == 1 and "the disk is gone" in err and len(saves) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_embed_never_overwrites_a_file(capsys, run_dir, tmp_path):
     mine = tmp_path / "h.npy"
     mine.write_bytes(b"the user's array")

@@ -271,15 +271,52 @@ def test_damaged_metrics_rows_are_dropped_on_resume(three_epochs):
         "epoch", "0", "1", "2", "3"]
 
 
-def test_resuming_a_finished_run_changes_nothing(three_epochs):
-    run, _ = three_epochs
+def test_resuming_a_finished_run_changes_nothing(three_epochs, capsys):
+    from contrastive_cli.main import main
+
+    run, data = three_epochs
     files = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.rglob("*") if p.is_file()}
     said = []
     assert resume(run, log=said.append).results["epochs"] == 3
     assert said == [f"{run} has finished its 3 epochs and written its results: nothing to "
                     "resume (to train on, raise train.epochs in its spec.yaml)"]
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--resume", str(run)])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert info.value.code == 0 and out == said, out
     assert {p: (p.stat().st_mtime_ns, p.read_bytes())
             for p in run.rglob("*") if p.is_file()} == files
+    data["train"]["epochs"] = 2  # fewer than the checkpoint's
+    (run / "spec.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--resume", str(run)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and err == [
+        f"error: {run / 'spec.yaml'}: train.epochs: expected at least the 3 epochs of the "
+        f"checkpoint {run / 'checkpoints' / 'epoch-0003.weights.h5'}, received 2"], err
+
+
+def test_an_interrupt_while_the_run_writes_its_files_names_resume(
+        tiny_arrays, tmp_path, capsys, monkeypatch):
+    from contrastive.interrupts import Interrupted
+    from contrastive.training.run_dir import RunDir
+    from contrastive_cli.main import main
+
+    file = tmp_path / "spec.yaml"
+    file.write_text(yaml.safe_dump(_resume_spec(tiny_arrays, 2)))
+    run = tmp_path / "run"
+
+    for interrupt, said in [(Interrupted, "interrupted"), (KeyboardInterrupt, "aborted")]:
+        def interrupted(*args, interrupt=interrupt):
+            raise interrupt
+
+        monkeypatch.setattr(RunDir, "finish", interrupted)
+        with pytest.raises(SystemExit) as info:
+            main(["train", str(file), "--out", str(run)] if said == "interrupted"
+                 else ["train", "--resume", str(run)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert info.value.code == 1
+        assert err[-1] == f"{said}; continue with: contrastive train --resume {run}", err
 
 
 def test_a_run_killed_while_evaluating_resumes_to_its_results(three_epochs):

@@ -1,5 +1,6 @@
 """`contrastive embed --run DIR --out embeddings.npy`: export representations h."""
 
+import contextlib
 import pathlib
 
 import click
@@ -51,9 +52,8 @@ def command(run_dir, data, split, out, labels_out, progress):
         check_image_shape(encoder, arrays, key)
     features = features_of(encoder, arrays, verbose=verbosity(progress),
                            title=f"h of the {split} split")
-    with written_atomically(out) as tmp:
-        np.save(tmp, features)
-    if labels_out and arrays.labels is not None:
-        with written_atomically(labels_out) as tmp:
-            np.save(tmp, arrays.labels)
+    with contextlib.ExitStack() as files:  # both renamed at the end, or neither
+        np.save(files.enter_context(written_atomically(out)), features)
+        if labels_out and arrays.labels is not None:
+            np.save(files.enter_context(written_atomically(labels_out)), arrays.labels)
     click.echo(f"wrote {features.shape[0]} x {features.shape[1]} representations to {out}")

@@ -48,7 +48,7 @@ def command(spec, overrides, out, resume, as_json):
         return
     if as_json:
         click.echo(json.dumps(run.results, indent=2))
-    else:
+    elif not run.untouched:
         click.echo(f"run written to {run.path}")
 
 

@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 
 from contrastive.distribute.lost import LostProcess
-from contrastive.errors import ContrastiveError, ProcessLost
+from contrastive.errors import ContrastiveError, ProcessLost, SpecError
 from contrastive.evaluation.progress import default_verbosity
 from contrastive.preflight import check_data
 from contrastive.training.build import build_model, build_parts
@@ -38,10 +38,16 @@ def train(spec, out=None, log=print, resume=False):
                           resume, "--out" if out else "output.dir")
     state = run_dir.state() if resume else None
     first_epoch = state["epoch"] if state else 0
-    if first_epoch >= spec.train.epochs and run_dir.finished(spec.train.epochs):
+    if first_epoch > spec.train.epochs:
+        raise SpecError(f"expected at least the {first_epoch} epochs of the checkpoint "
+                        f"{run_dir.path / state['weights']}, received {spec.train.epochs}",
+                        "train.epochs")
+    if first_epoch == spec.train.epochs and run_dir.finished(spec.train.epochs):
         log(f"{run_dir.path} has finished its {spec.train.epochs} epochs and written its "
             "results: nothing to resume (to train on, raise train.epochs in its spec.yaml)")
-        return Run(run_dir.path, chief=run_dir.writes)
+        run = Run(run_dir.path, chief=run_dir.writes)
+        run.untouched = True
+        return run
     with distribution.scope(), default_verbosity(_data_verbosity(spec, distribution)):
         parts = build_parts(spec, distribution)
         model, schedule = build_model(spec, parts, distribution)
@@ -59,6 +65,7 @@ def train(spec, out=None, log=print, resume=False):
             with default_verbosity(_data_verbosity(spec, distribution)):
                 results = _results(spec, parts, history, seconds, first_epoch, schedule,
                                    run_dir, log)
+        run_dir.finish(spec, parts, results if run_dir.writes else None)
     except ProcessLost:
         raise  # every process resumes from the directory as it is
     except BaseException as exc:
@@ -66,7 +73,6 @@ def train(spec, out=None, log=print, resume=False):
         if run_dir.has_checkpoints() and run_dir.writes:
             exc.resume_hint = f"contrastive train --resume {run_dir.path}"
         raise
-    run_dir.finish(spec, parts, results if run_dir.writes else None)
     return Run(run_dir.path, chief=run_dir.writes)
 
 
@@ -91,7 +97,6 @@ def resume(run_dir, log=print):
     """
     import pathlib
 
-    from contrastive.errors import SpecError
     from contrastive.run import Run
 
     folder = pathlib.Path(run_dir)
@@ -112,7 +117,6 @@ def restore(model, data_input, state, path, spec=None):
     optimizer state and random-generator states. With `spec` (the one the
     model was built from), a checkpoint that does not fit says what changed
     since it was written."""
-    from contrastive.errors import SpecError
     from contrastive.training.checkpoints import random_states, spec_changes
 
     changes = spec_changes(state.get("spec"), spec.as_dict()) if spec is not None else []
@@ -223,7 +227,6 @@ def _results(spec, parts, history, seconds, first_epoch, schedule, run_dir, log)
     import keras
 
     from contrastive.evaluation.evaluate import baselines, comparison, frozen_features
-    from contrastive.errors import SpecError
     from contrastive.evaluation.data import labelled_splits
 
     losses = history.history.get("loss", [])
