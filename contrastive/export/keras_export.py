@@ -59,11 +59,11 @@ def export_on_tensorflow(format, source, out):
         if keras.backend.backend() == "tensorflow":
             export_here(format, source, tmp)
             return
-        env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+        env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3",
+               "CONTRASTIVE_PARENT": str(os.getpid())}
         result = subprocess.run(
             [sys.executable, "-m", __name__, format, str(source), str(tmp)],
-            env={**env, "CONTRASTIVE_PARENT": str(os.getpid())}, capture_output=True,
-            text=True, check=False)
+            env=env, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             lines = result.stderr.strip().splitlines() or [f"exit code {result.returncode}"]
             raise RuntimeError(f"{format} export on the tensorflow backend failed: {lines[-1]}")

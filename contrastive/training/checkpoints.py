@@ -208,7 +208,8 @@ def spec_changes(recorded, current, limit=6):
         return []
     old, new = _leaves(recorded), _leaves(_json_ready(current))
     lines = [f"{key}: {_shown(old, key)} -> {_shown(new, key)}"
-             for key in sorted(old.keys() | new.keys()) if old.get(key, _ABSENT) != new.get(key, _ABSENT)]
+             for key in sorted(old.keys() | new.keys())
+             if old.get(key, _ABSENT) != new.get(key, _ABSENT)]
     if len(lines) > limit:
         lines[limit:] = [f"{len(lines) - limit} more"]
     return lines

@@ -3,10 +3,11 @@
 import csv
 import io
 import math
-import os
 import pathlib
 
 import keras
+
+from contrastive.files import written_atomically
 
 
 class MetricsLog(keras.callbacks.Callback):
@@ -42,9 +43,8 @@ class MetricsLog(keras.callbacks.Callback):
         writer = csv.DictWriter(text, columns, restval="", lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows)
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        temporary.write_text(text.getvalue(), encoding="utf-8")
-        os.replace(temporary, self.path)
+        with written_atomically(self.path) as tmp:
+            tmp.write_text(text.getvalue(), encoding="utf-8")
 
     def _read(self):
         try:

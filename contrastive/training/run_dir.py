@@ -110,7 +110,7 @@ class RunDir:
                 raise SpecError(f"{unwritable[0]} is not writable; resuming writes checkpoints "
                                 "and metrics there", "--resume", file=str(self.path))
             remove_leftovers(self.path)
-            (self.path / f"{METRICS}.tmp").unlink(missing_ok=True)  # a killed metrics write
+            (self.path / f"{METRICS}.tmp").unlink(missing_ok=True)  # an earlier version's
             self._truncate_metrics(first_epoch)
 
     def callbacks(self, spec, first_epoch):
@@ -158,7 +158,8 @@ class RunDir:
     def finished(self, epochs):
         """Whether the run has written its results after `epochs` epochs."""
         try:
-            return json.loads((self.path / RESULTS).read_text(encoding="utf-8"))["epochs"] >= epochs
+            results = json.loads((self.path / RESULTS).read_text(encoding="utf-8"))
+            return results["epochs"] >= epochs
         except (OSError, ValueError, KeyError, TypeError):
             return False
 
@@ -181,9 +182,9 @@ class RunDir:
         except (OSError, UnicodeDecodeError) as exc:
             _warn(f"{path}: unreadable ({type(exc).__name__}); starting it afresh")
             lines = []
-        kept = lines[:1] + [line for line in lines[1:] if _epoch(line) is not None
-                            and _epoch(line) < epochs]
-        missing = sorted(set(range(epochs)) - {_epoch(line) for line in kept[1:]})
+        rows = [(_epoch(line), line) for line in lines[1:]]
+        kept = lines[:1] + [line for epoch, line in rows if epoch is not None and epoch < epochs]
+        missing = sorted(set(range(epochs)) - {epoch for epoch, _ in rows})
         if missing:
             _warn(f"{path} lacks the metrics of {len(missing)} of the {epochs} epochs before "
                   f"the resumed one (the first: epoch {missing[0] + 1}); they stay missing")
