@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 2 bad usage or bad input (one line on stderr, no
 traceback); 1 a failure while running (a process of a multi-process run
-that stopped: one line too).
+that stopped: one line too) or Ctrl-C. A SIGTERM ends the command by that
+signal (status 143 in a shell), after its one line.
 """
 
 import atexit
@@ -97,9 +98,12 @@ def main(argv=None):
         click.echo(f"error: {_one_line(exc)}", err=True)
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, interrupts.Interrupted) as exc:
-        if argv is None:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C changes nothing
-        click.echo(f"interrupted{_resume_hint(exc)}", err=True)
+        terminated = isinstance(exc, interrupts.Terminated)
+        if argv is None:  # a second Ctrl-C or kill changes nothing
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        click.echo(f"{'terminated' if terminated else 'interrupted'}{_resume_hint(exc)}",
+                   err=True)
         if argv is None:
             # A process of its own: jax's runtime can crash (SIGSEGV) while
             # Python finalises after an interrupt. The exit hooks (temporary
@@ -107,8 +111,11 @@ def main(argv=None):
             atexit._run_exitfuncs()
             sys.stdout.flush()
             sys.stderr.flush()
+            if terminated:  # ended by the signal, as a scheduler expects to see it
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
             os._exit(1)
-        sys.exit(1)
+        sys.exit(128 + signal.SIGTERM if terminated else 1)
     except Exception as exc:  # noqa: BLE001 (the last line of defence)
         if debug:
             raise

@@ -1,4 +1,4 @@
-"""Ctrl-C that stops training every time.
+"""Ctrl-C and `kill` that stop training every time, in one line.
 
 Python's SIGINT handler raises KeyboardInterrupt in whatever Python code
 runs when the signal arrives, and on jax that can be inside NumPy's call
@@ -6,8 +6,15 @@ of a jax array's `__array__` (Keras converts the step's logs to numbers),
 where the exception was lost: the run went on to its end. The command
 line's handler (`install`) records the interrupt and raises `Interrupted`,
 and `contrastive.training.callbacks.Interruptible`, a callback of every
-run, raises it again at the next batch's start or epoch's end. Keras is
-not imported here: the command line installs the handler before
+run, raises it again at the next batch's start or epoch's end.
+
+SIGTERM (`kill`, `timeout`, a batch scheduler ending or preempting a job)
+takes the same way in a run of one process (`Terminated`), so that it too
+says how to resume. A process of a multi-process run keeps the default
+action, set again by `terminate_at_once`: its handler could not run while
+the process waits in a collective for a partner that is gone, and the
+launcher's SIGTERM (torchrun, the jax supervisor) must end it there.
+Keras is not imported here: the command line installs the handlers before
 `--backend` is read.
 """
 
@@ -16,7 +23,7 @@ import signal
 import sys
 import threading
 
-_interrupted = False  # a plain flag: a handler may run inside another
+_interrupted = None  # the exception to raise again: a plain value, a handler may run inside another
 
 
 class Interrupted(BaseException):
@@ -24,13 +31,30 @@ class Interrupted(BaseException):
     which click would turn into its `Abort` after printing a blank line."""
 
 
+class Terminated(Interrupted):
+    """A SIGTERM under the command line, in a run of one process."""
+
+
 def install():
-    """Replaces Python's default SIGINT handler (only that one: an ignored
-    SIGINT, in a background job, stays ignored) in the main thread."""
-    if (threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+    """Replaces Python's default SIGINT handler and the default action of
+    SIGTERM (only those: an ignored signal, as SIGINT in a background job,
+    stays ignored) in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _handler)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _handler)
+    if getattr(sys.unraisablehook, "func", None) is not _unraisable:
         sys.unraisablehook = functools.partial(_unraisable, sys.unraisablehook)
+
+
+def terminate_at_once():
+    """Gives SIGTERM its default action back (a process of a multi-process
+    run: see the module's docstring), where `install` took it."""
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is _handler):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _unraisable(previous, unraisable):
@@ -44,11 +68,14 @@ def _unraisable(previous, unraisable):
 
 def _handler(signum, frame):
     global _interrupted
-    _interrupted = True
-    raise Interrupted
+    kind = Terminated if signum == signal.SIGTERM else Interrupted
+    if _interrupted is None or kind is Terminated:
+        _interrupted = kind
+    raise kind
 
 
 def raise_if_interrupted():
-    """Raises `Interrupted` when a SIGINT arrived since `install`."""
-    if _interrupted:
-        raise Interrupted
+    """Raises `Interrupted` (`Terminated` for a SIGTERM) when the signal
+    arrived since `install`."""
+    if _interrupted is not None:
+        raise _interrupted

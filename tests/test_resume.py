@@ -73,7 +73,12 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tiny_arrays, tmp_path):
     assert len(rows) == 1 + epochs  # the header once, then every epoch
 
 
-def test_ctrl_c_stops_a_run_in_one_line_and_it_resumes(tiny_arrays, tmp_path):
+@pytest.mark.parametrize("number, said, status", [
+    (signal.SIGINT, "interrupted", 1),
+    (signal.SIGTERM, "terminated", -signal.SIGTERM),  # ended by the signal
+])
+def test_ctrl_c_or_kill_stops_a_run_in_one_line_and_it_resumes(tiny_arrays, tmp_path, number,
+                                                                said, status):
     data = _resume_spec(tiny_arrays, 24)
     file = tmp_path / "spec.yaml"
     file.write_text(yaml.safe_dump(data))
@@ -90,11 +95,11 @@ def test_ctrl_c_stops_a_run_in_one_line_and_it_resumes(tiny_arrays, tmp_path):
     while not (state_file.exists() and json.loads(state_file.read_text())["epoch"] >= 2):
         assert process.poll() is None and time.time() < deadline, "the run ended too soon"
         time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(number)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 1, err
+    assert process.returncode == status, err
     assert err.strip().splitlines()[-1] == (
-        f"interrupted; continue with: contrastive train --resume {run}"), err
+        f"{said}; continue with: contrastive train --resume {run}"), err
     assert "Traceback" not in err
     stopped_at = json.loads(state_file.read_text())["epoch"]
     assert 2 <= stopped_at < 24
@@ -108,17 +113,39 @@ def test_a_lost_interrupt_is_raised_again_before_the_next_batch(monkeypatch):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")
     seen = []
-    monkeypatch.setattr(interrupts, "_interrupted", False)
+    monkeypatch.setattr(interrupts, "_interrupted", None)
     record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(b))
     model.fit(np.zeros((8, 2)), np.zeros((8, 1)), batch_size=2, epochs=1, verbose=0,
               callbacks=[Interruptible(), record])
     assert seen == [0, 1, 2, 3]  # no interrupt: no effect
-    monkeypatch.setattr(interrupts, "_interrupted", True)  # as the handler does, its exception lost
+    # as the handler does, its exception lost
+    monkeypatch.setattr(interrupts, "_interrupted", interrupts.Interrupted)
     seen.clear()
     with pytest.raises(interrupts.Interrupted):
         model.fit(np.zeros((8, 2)), np.zeros((8, 1)), batch_size=2, epochs=1, verbose=0,
                   callbacks=[Interruptible(), record])
     assert seen == []
+
+
+def test_sigterm_keeps_its_default_action_in_a_process_of_a_multi_process_run():
+    # Its handler could not run while the process waits in a collective.
+    from contrastive import interrupts
+
+    previous = {n: signal.getsignal(n) for n in (signal.SIGINT, signal.SIGTERM)}
+    hook = sys.unraisablehook
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        interrupts.install()
+        assert signal.getsignal(signal.SIGTERM) is interrupts._handler
+        interrupts.terminate_at_once()
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        interrupts.install()  # an ignored SIGTERM stays ignored
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        sys.unraisablehook = hook
 
 
 def test_a_lost_interrupt_fails_the_command_that_went_on(monkeypatch, tiny_arrays, tmp_path,
@@ -128,7 +155,8 @@ def test_a_lost_interrupt_fails_the_command_that_went_on(monkeypatch, tiny_array
 
     file = tmp_path / "spec.yaml"
     file.write_text(yaml.safe_dump(_resume_spec(tiny_arrays, 1)))
-    monkeypatch.setattr(interrupts, "_interrupted", True)  # the handler ran, its exception lost
+    # the handler ran, its exception lost
+    monkeypatch.setattr(interrupts, "_interrupted", interrupts.Interrupted)
     with pytest.raises(SystemExit) as info:
         main(["validate", str(file)])
     assert info.value.code == 1

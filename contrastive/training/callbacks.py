@@ -35,7 +35,7 @@ class StopOnNonFinite(keras.callbacks.Callback):
 
 class Interruptible(keras.callbacks.Callback):
     """Raises `contrastive.interrupts.Interrupted` at a batch's start or an
-    epoch's end once the command line has seen a SIGINT, in case the
+    epoch's end once the command line has seen a SIGINT or SIGTERM, in case the
     exception the signal raised was lost (see `contrastive.interrupts`).
 
     A batch-start hook, not a batch-end one: Keras dispatches batch ends

@@ -78,10 +78,13 @@ def train(spec, out=None, log=print, resume=False):
 
 def _distribution(spec):
     """Checks the data, then sets up the spec's distribution."""
+    from contrastive import interrupts
     from contrastive.distribute import from_spec
 
     check_data(spec)
     distribution = from_spec(spec.distribute)
+    if distribution.num_processes > 1:
+        interrupts.terminate_at_once()
     distribution.check_batch_size(spec.train.batch_size)
     if distribution.needs_launch:
         raise LaunchRequired(f"this run has {distribution.num_replicas} processes; start it with "
