@@ -4,11 +4,13 @@ their parent.
 Every file a command or a run writes goes through `written_atomically`: a
 temporary name beside the target, then a rename, so a process killed at
 any moment leaves either the finished file or none where it belongs (and a
-hidden `.tmp-*` that nothing reads).
+hidden `.tmp-PID-*` that nothing reads, removed the next time that file is
+written).
 """
 
 import contextlib
 import ctypes
+import glob
 import os
 import pathlib
 import shutil
@@ -31,6 +33,7 @@ def written_atomically(path):
     ```
     """
     path = pathlib.Path(path)
+    _remove_abandoned(path)
     tmp = path.with_name(f"{TEMPORARY}{os.getpid()}-{path.name}")
     try:
         yield tmp
@@ -38,6 +41,27 @@ def written_atomically(path):
         remove(tmp)
         raise
     os.replace(tmp, path)
+
+
+def _remove_abandoned(path):
+    """Removes the temporary files of `path` that processes no longer
+    running left (killed while they wrote it)."""
+    if os.name != "posix":  # elsewhere `os.kill(pid, 0)` would end the process
+        return
+    for leftover in path.parent.glob(f"{TEMPORARY}*-{glob.escape(path.name)}"):
+        pid = leftover.name[len(TEMPORARY):].split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            remove(leftover)
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's, or not a process id: not ours to judge
+    return True
 
 
 def remove(path):

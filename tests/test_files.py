@@ -33,6 +33,21 @@ def test_a_failed_write_leaves_nothing(tmp_path, directory):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.skipif(os.name != "posix", reason="a process' liveness is read on POSIX only")
+def test_a_write_removes_what_a_killed_writer_of_the_same_file_left(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    abandoned = tmp_path / f".tmp-{dead}-features.npy"
+    abandoned.write_bytes(b"half")
+    (tmp_path / f".tmp-{dead}-model").mkdir()  # a directory, of another file
+    writing = tmp_path / f".tmp-{os.getppid()}-features.npy"  # a running process' write
+    writing.write_bytes(b"half")
+    with written_atomically(tmp_path / "features.npy") as tmp:
+        tmp.write_bytes(b"data")
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ["features.npy", f".tmp-{dead}-model", writing.name])
+
+
 def test_a_directory_is_renamed_whole(tmp_path):
     target = tmp_path / "savedmodel"
     with written_atomically(target) as tmp:
