@@ -79,7 +79,7 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tiny_arrays, tmp_path):
 ])
 def test_ctrl_c_or_kill_stops_a_run_in_one_line_and_it_resumes(tiny_arrays, tmp_path, number,
                                                                 said, status):
-    data = _resume_spec(tiny_arrays, 24)
+    data = _resume_spec(tiny_arrays, 12)
     file = tmp_path / "spec.yaml"
     file.write_text(yaml.safe_dump(data))
     run = tmp_path / "run"
@@ -102,8 +102,8 @@ def test_ctrl_c_or_kill_stops_a_run_in_one_line_and_it_resumes(tiny_arrays, tmp_
         f"{said}; continue with: contrastive train --resume {run}"), err
     assert "Traceback" not in err
     stopped_at = json.loads(state_file.read_text())["epoch"]
-    assert 2 <= stopped_at < 24
-    assert resume(run, log=lambda line: None).results["epochs"] == 24
+    assert 2 <= stopped_at < 12
+    assert resume(run, log=lambda line: None).results["epochs"] == 12
 
 
 def test_a_lost_interrupt_is_raised_again_before_the_next_batch(monkeypatch):
