@@ -41,7 +41,7 @@ def _weights(run_dir):
 
 
 def test_killed_run_resumes_to_the_uninterrupted_weights(tiny_arrays, tmp_path):
-    epochs = 24
+    epochs = 12
     data = _resume_spec(tiny_arrays, epochs)
     file = tmp_path / "spec.yaml"
     file.write_text(yaml.safe_dump(data))
