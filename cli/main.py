@@ -150,6 +150,7 @@ def _check_environment(chosen=False):
     from contrastive.distribute.base import configured_backend, keras_json
     from contrastive.errors import SpecError
 
+    _check_keras_json(keras_json())
     backend = os.environ.get("KERAS_BACKEND")
     if backend is not None and backend not in BACKENDS:
         raise SpecError(f"expected one of {', '.join(BACKENDS)}, received {backend!r}",
@@ -160,6 +161,24 @@ def _check_environment(chosen=False):
             raise SpecError(f"expected one of {', '.join(BACKENDS)}, received {configured!r} "
                             "(or set KERAS_BACKEND)", "backend", file=keras_json())
     torch_switches.check()
+
+
+def _check_keras_json(path):
+    """Keras ignores a keras.json it cannot parse, but fails on import when
+    the file holds JSON other than an object."""
+    import json
+
+    from contrastive.errors import SpecError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return
+    if not isinstance(config, dict):
+        kind = {list: "a list", str: "a string", type(None): "null"}.get(type(config), "a number")
+        raise SpecError(f"expected a JSON object (Keras' settings), received {kind}",
+                        file=str(path))
 
 
 if __name__ == "__main__":

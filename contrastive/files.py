@@ -16,14 +16,23 @@ import pathlib
 import shutil
 import signal
 
+from contrastive.errors import SpecError
+
 TEMPORARY = ".tmp-"
 
 
 @contextlib.contextmanager
-def written_atomically(path):
+def written_atomically(path, replace=True):
     """Yields a temporary path beside `path` (same folder and suffix) for
     the block to write, a file or a directory, and renames it to `path`
-    when the block ends; removes it when the block raises.
+    when the block ends (a block that wrote nothing changes nothing);
+    removes it when the block raises.
+
+    Args:
+        path: the file or directory to write.
+        replace: whether a `path` that exists is replaced. When False (a new
+            output a command checked was absent), one that appeared since is
+            left as it is, and `SpecError` says so.
 
     Example:
 
@@ -40,7 +49,39 @@ def written_atomically(path):
     except BaseException:
         remove(tmp)
         raise
-    os.replace(tmp, path)
+    if not os.path.lexists(tmp):
+        return
+    if replace:
+        os.replace(tmp, path)
+        return
+    try:
+        _place_new(tmp, path)
+    except OSError as exc:
+        remove(tmp)
+        if os.path.lexists(path):
+            raise SpecError("expected a new file, received one that appeared while this command "
+                            "ran: it was left as it is, and nothing was written",
+                            file=str(path)) from None
+        raise exc
+
+
+def _place_new(tmp, path):
+    """Renames `tmp` to `path` unless `path` exists (then OSError): a file
+    by a hard link, which never replaces one; a directory by a rename,
+    which replaces an empty directory only."""
+    if os.path.isdir(tmp) and not os.path.islink(tmp):
+        os.rename(tmp, path)
+        return
+    try:
+        os.link(tmp, path, follow_symlinks=False)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links
+        if os.path.lexists(path):
+            raise FileExistsError(path) from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
 
 
 def _remove_abandoned(path):

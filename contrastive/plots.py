@@ -14,8 +14,8 @@ def plot_metrics(csv_path, png_path):
     csv_path = pathlib.Path(csv_path)
     if not csv_path.exists():
         return None
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    with open(csv_path, newline="", encoding="utf-8", errors="replace") as f:
+        rows = [row for row in csv.DictReader(f) if _is_epoch(row.get("epoch"))]
     if not rows:
         return None
     import matplotlib
@@ -52,3 +52,8 @@ def _number(text):
         return float(text)
     except (TypeError, ValueError):
         return float("nan")
+
+
+def _is_epoch(text):
+    """Whether a row's `epoch` is one (not a damaged row's)."""
+    return isinstance(text, str) and text.strip().isdigit()

@@ -34,6 +34,10 @@ from contrastive.typecheck import (
 )
 
 MAX_DEPTH = 32  # nesting deeper than any spec needs; deeper is refused
+# Values, YAML aliases expanded (a few aliases nested deep expand to
+# billions), and bytes of a spec file: far more than any spec needs.
+MAX_VALUES = 100_000
+MAX_BYTES = 10**7
 # Python turns no integer of more digits into text (nor text into one).
 _LONG_INTEGER = (f"expected an integer of at most {sys.get_int_max_str_digits()} digits, "
                  "received a longer one")
@@ -51,6 +55,8 @@ class SpecLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`, its keys overridable
+                continue
             key = self.construct_object(key_node, deep=True)
             try:
                 first = seen.get(key)
@@ -294,25 +300,28 @@ def read_file(path):
             gives the line and column where the parser stopped.
     """
     path = pathlib.Path(path)
+    suffix = path.suffix.lower()
+    if not path.exists():
+        raise SpecError("no such file", file=str(path))
+    if suffix not in (".toml", ".json", ".yaml", ".yml"):
+        raise SpecError(f"expected a .yaml, .yml, .toml or .json file, received '{path.suffix}'",
+                        file=str(path))
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError("no such file", file=str(path)) from None
+        with path.open("rb") as file:
+            data = file.read(MAX_BYTES + 1)
+        if len(data) > MAX_BYTES:
+            raise SpecError(f"expected a spec file of at most {MAX_BYTES:,} bytes, "
+                            "received a longer one", file=str(path))
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read the file: {exc}", file=str(path)) from None
-    suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
             data = tomllib.loads(text)
         elif suffix == ".json":
             data = json.loads(text, object_pairs_hook=_unique_json_keys)
-        elif suffix in (".yaml", ".yml"):
-            data = load_yaml(text)
         else:
-            raise SpecError(
-                f"expected a .yaml, .yml, .toml or .json file, received '{path.suffix}'",
-                file=str(path),
-            )
+            data = load_yaml(text)
     except RecursionError:
         raise SpecError(f"nested deeper than {MAX_DEPTH} levels", file=str(path)) from None
     except SpecError as exc:  # a duplicate JSON key: name its lines
@@ -353,10 +362,31 @@ def _unique_json_keys(pairs):
     return dict(pairs)
 
 
-def check_tree(value, path="", depth=0):
-    """Raises SpecError where `value` nests deeper than `MAX_DEPTH`, or holds
+def check_tree(value, path=""):
+    """Raises SpecError where `value` nests deeper than `MAX_DEPTH`, holds
+    more than `MAX_VALUES` values once YAML's aliases are expanded, or holds
     (as a value or a key) an integer of more digits than Python turns into
     text (a YAML `0x...` one: decimal ones stop the parser)."""
+    values = _count_values(value, 0, {})
+    if values > MAX_VALUES:
+        raise SpecError(f"expected at most {MAX_VALUES:,} values, received {values:,} "
+                        "(YAML aliases expanded)", path)
+    _check_values(value, path, 0)
+
+
+def _count_values(value, depth, counted):
+    """The values in `value`, its own included, counting each use of a
+    shared (aliased) one; every object is counted once (`counted`)."""
+    if depth > MAX_DEPTH or not isinstance(value, dict | list):
+        return 1  # too deep: `_check_values` says where
+    if id(value) not in counted:
+        items = value.values() if isinstance(value, dict) else value
+        counted[id(value)] = 1 + sum(_count_values(item, depth + 1, counted)
+                                     for item in items)
+    return counted[id(value)]
+
+
+def _check_values(value, path, depth):
     if depth > MAX_DEPTH:
         raise SpecError(f"nested deeper than {MAX_DEPTH} levels", path)
     if isinstance(value, int) and not _printable(value):
@@ -365,10 +395,10 @@ def check_tree(value, path="", depth=0):
         for key, item in value.items():
             if isinstance(key, int) and not _printable(key):
                 raise SpecError(f"{_LONG_INTEGER} as a key", path)
-            check_tree(item, f"{path}.{key}" if path else str(key), depth + 1)
+            _check_values(item, f"{path}.{key}" if path else str(key), depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            check_tree(item, f"{path}[{index}]", depth + 1)
+            _check_values(item, f"{path}[{index}]", depth + 1)
 
 
 def _printable(number):
@@ -444,8 +474,11 @@ def _parse_override(item):
     if "" in (part.strip() for part in key.split(".")):
         raise SpecError(f"malformed key '{key}': expected names joined by '.', "
                         "e.g. train.epochs", file="--set")
+    if not raw.strip():  # an empty shell variable, most likely: `null` says none
+        raise SpecError("expected a value after '=', received none (write null for none)",
+                        key, file="--set")
     try:
-        value = load_yaml(raw) if raw.strip() else None
+        value = load_yaml(raw)
     except (yaml.YAMLError, RecursionError, ValueError) as exc:
         raise SpecError(_override_message(exc), key, file="--set") from None
     try:

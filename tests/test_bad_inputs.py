@@ -184,6 +184,10 @@ TEXTS = [
     ("wrong-suffix", "seed: 1\n", ".txt", ["expected a .yaml"]),
     ("not-utf8", b"\xff\xfe\x00seed", ".yaml", ["cannot read"]),
     ("yaml-self-alias", "a: &x [*x]\n", ".yaml", ["a[0][0]", "nested deeper"]),
+    ("yaml-aliases-expanding-to-billions",
+     "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+         f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 10)),
+     ".yaml", ["expected at most 100,000 values, received 12,345,679,011"]),
     ("yaml-long-integer", "seed: 1\ndata: " + "1" * 5000 + "\n", ".yaml",
      ["line 2: expected an integer of at most 4300 digits"]),
     ("json-long-integer", '{"seed": ' + "1" * 5000 + "}", ".json",
@@ -211,6 +215,16 @@ def test_bad_spec_texts(capsys, tmp_path, name, text, suffix, needles):
     assert not out.exists()
 
 
+def test_a_spec_file_too_long_is_refused_before_it_is_parsed(capsys, tmp_path, monkeypatch):
+    from contrastive import spec
+
+    monkeypatch.setattr(spec, "MAX_BYTES", 100)
+    file = tmp_path / "long.yaml"
+    file.write_text("seed: 1\n" + "#" * 100)
+    code, _, err = run_cli(capsys, ["validate", str(file)])
+    assert_one_line_error(code, err, str(file), "at most 100 bytes")
+
+
 # (id, --set values, key path)
 OVERRIDES = [
     ("set-nan", ["optimizer.learning_rate=.nan"], "optimizer.learning_rate"),
@@ -228,6 +242,10 @@ OVERRIDES = [
     ("set-long-integer", ["seed=" + "1" * 5000], "seed: expected an integer of at most 4300"),
     ("set-long-hex-integer", ["encoder.widths=[0x" + "f" * 5000 + "]"], "encoder.widths[0]"),
     ("set-huge-float", ["optimizer.learning_rate=1" + "0" * 400], "optimizer.learning_rate"),
+    ("set-empty-value", ["train="], "train: expected a value after '=', received none"),
+    ("set-aliases-expanding", ["data=[&a [x, x, x, x, x, x, x, x, x, x], " + ", ".join(
+        f"&a{i} [{', '.join(['*a' if i == 1 else f'*a{i - 1}'] * 10)}]" for i in range(1, 7))
+        + "]"], "data: expected at most 100,000 values"),
 ]
 
 
@@ -489,6 +507,18 @@ def test_an_unknown_backend_in_keras_json(capsys, monkeypatch, tiny_arrays, tmp_
     code, _, err = run_cli(capsys, ["validate", spec])
     assert_one_line_error(code, err, f"{home / 'keras.json'}: backend: expected one of jax, "
                                      "torch, tensorflow, received 'theano'")
+
+
+def test_a_keras_json_that_is_not_an_object(capsys, monkeypatch, tiny_arrays, tmp_path):
+    # Keras itself would fail on import with an AttributeError.
+    home = tmp_path / "keras-home"
+    home.mkdir()
+    (home / "keras.json").write_text("[1]")
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    spec = str(_write(tmp_path, "s", base(), ".yaml"))
+    code, _, err = run_cli(capsys, ["validate", spec])
+    assert_one_line_error(code, err, f"{home / 'keras.json'}: expected a JSON object (Keras' "
+                                     "settings), received a list")
 
 
 def test_tensorflow_start_up_lines_stay_off_after_a_lookup():

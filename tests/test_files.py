@@ -93,3 +93,35 @@ def _alive(pid):
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+@pytest.mark.parametrize("directory", [False, True])
+def test_a_new_output_never_replaces_one_that_appeared_meanwhile(tmp_path, directory):
+    from contrastive.errors import SpecError
+
+    target = tmp_path / "out"
+    with pytest.raises(SpecError, match="appeared while this command ran"), \
+            written_atomically(target, replace=False) as tmp:
+        if directory:
+            (tmp / "variables").mkdir(parents=True)
+        else:
+            tmp.write_bytes(b"new")
+        target.mkdir() if directory else target.write_bytes(b"precious")
+        if directory:
+            (target / "precious").write_bytes(b"precious")
+    kept = target / "precious" if directory else target
+    assert kept.read_bytes() == b"precious" and os.listdir(tmp_path) == ["out"]
+    with written_atomically(tmp_path / "new", replace=False) as tmp:
+        tmp.write_bytes(b"new")
+    assert (tmp_path / "new").read_bytes() == b"new"
+    assert sorted(os.listdir(tmp_path)) == ["new", "out"]
+
+
+def test_a_block_that_writes_nothing_changes_nothing(tmp_path):
+    (tmp_path / "curves.png").write_bytes(b"old")
+    with written_atomically(tmp_path / "curves.png"):
+        pass
+    assert (tmp_path / "curves.png").read_bytes() == b"old"
+    with written_atomically(tmp_path / "none.png"):
+        pass
+    assert os.listdir(tmp_path) == ["curves.png"]

@@ -293,7 +293,8 @@ def test_damaged_metrics_rows_are_dropped_on_resume(three_epochs):
     data["train"]["epochs"] = 4
     (run / "spec.yaml").write_text(yaml.safe_dump(data))
     metrics = run / "metrics.csv"
-    metrics.write_text(metrics.read_text() + "\nnot a row\n2.5,1\n")
+    # a byte that is not UTF-8 damages its own row only
+    metrics.write_bytes(metrics.read_bytes() + b"\nnot a row\n2.5,1\nnote: \xe9\n")
     assert resume(run, log=lambda line: None).results["epochs"] == 4
     assert [row.split(",")[0] for row in metrics.read_text().splitlines()] == [
         "epoch", "0", "1", "2", "3"]
@@ -360,6 +361,18 @@ def test_a_run_killed_while_evaluating_resumes_to_its_results(three_epochs):
     assert results["seconds"] is None and results["images_per_second"] is None
     assert 0 <= results["eval"]["knn_accuracy"] <= 1
     assert (run / "encoder.keras").is_file() and not (run / ".tmp-123-encoder.keras").exists()
+
+
+def test_a_run_killed_while_evaluating_without_metrics_rows_resumes(three_epochs):
+    run, data = three_epochs
+    data["output"] = {**data["output"], "plot": True}  # nothing left to plot
+    (run / "spec.yaml").write_text(yaml.safe_dump(data))
+    (run / "results.json").unlink()
+    (run / "metrics.csv").write_text("epoch,loss\n")
+    with pytest.warns(UserWarning, match="lacks the metrics of 3 of the 3 epochs"):
+        results = resume(run, log=lambda line: None).results
+    assert results["epochs"] == 3 and results["final_loss"] is None
+    assert not (run / "curves.png").exists()
 
 
 def test_resuming_on_another_backend_or_without_metrics_says_so(three_epochs):

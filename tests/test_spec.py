@@ -96,3 +96,19 @@ def test_malformed_files(write_spec, suffix, text, message):
 def test_missing_file():
     with pytest.raises(SpecError, match="no such file"):
         load_spec("does/not/exist.yaml")
+
+
+def test_yaml_merge_keys_merge_and_explicit_keys_override(tmp_path, tiny_arrays):
+    import yaml
+
+    spec = tiny_spec(tiny_arrays)
+    text = yaml.safe_dump({k: v for k, v in spec.items() if k != "optimizer"})
+    file = tmp_path / "merge.yaml"
+    file.write_text(text + "optimizer:\n  <<: &sgd {name: sgd, learning_rate: 0.1, momentum: 0.9}\n"
+                    "  learning_rate: 0.2\n")
+    optimizer = load_spec(file).optimizer
+    assert (optimizer["name"], optimizer["learning_rate"], optimizer["momentum"]) == (
+        "sgd", 0.2, 0.9)
+    file.write_text(text + "optimizer:\n  name: sgd\n  name: adam\n")
+    with pytest.raises(SpecError, match="duplicate key 'name'"):
+        load_spec(file)

@@ -53,7 +53,7 @@ def command(run_dir, data, split, out, labels_out, progress):
     features = features_of(encoder, arrays, verbose=verbosity(progress),
                            title=f"h of the {split} split")
     with contextlib.ExitStack() as files:  # both renamed at the end, or neither
-        np.save(files.enter_context(written_atomically(out)), features)
+        np.save(files.enter_context(written_atomically(out, replace=False)), features)
         if labels_out and arrays.labels is not None:
-            np.save(files.enter_context(written_atomically(labels_out)), arrays.labels)
+            np.save(files.enter_context(written_atomically(labels_out, replace=False)), arrays.labels)
     click.echo(f"wrote {features.shape[0]} x {features.shape[1]} representations to {out}")

@@ -56,7 +56,7 @@ def command(spec, out, n, split, overrides):
     if sized:
         images = arrays.take(np.arange(len(images))).views()
     grid = views_grid(images, first, second)
-    with written_atomically(out) as tmp:
+    with written_atomically(out, replace=False) as tmp:
         Image.fromarray(grid).save(tmp)
     click.echo(f"wrote {out}: {len(images)} images x (original, view 1, view 2), "
                f"augment {resolved['augment']['name']}, seed {resolved['seed']}")

@@ -83,7 +83,7 @@ def export_encoder(run, format, out):
 def _keras(source, out):
     if out.suffix != ".keras":
         raise SpecError(f"expected a file name ending in .keras, received {str(out)!r}", "--out")
-    with written_atomically(out) as tmp:
+    with written_atomically(out, replace=False) as tmp:
         shutil.copyfile(source, tmp)
     return Exported(out, "keras")
 

@@ -55,7 +55,7 @@ def export_on_tensorflow(format, source, out):
     import keras
 
     check_requirements(format)
-    with written_atomically(out) as tmp:
+    with written_atomically(out, replace=False) as tmp:
         if keras.backend.backend() == "tensorflow":
             export_here(format, source, tmp)
             return

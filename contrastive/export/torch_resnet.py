@@ -166,6 +166,6 @@ def save(model, out):
         raise SpecError("torchvision export needs torch installed: pip install torch",
                         "--format") from None
     tensors = {key: torch.from_numpy(value) for key, value in state_dict(resnet).items()}
-    with written_atomically(out) as tmp:
+    with written_atomically(out, replace=False) as tmp:
         torch.save(tensors, str(tmp))
     return loading_code(resnet, tuple(model.inputs[0].shape[1:]), out)

@@ -178,9 +178,18 @@ class RunDir:
                       "the resumed epochs are written")
             return
         try:
-            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-        except (OSError, UnicodeDecodeError) as exc:
-            _warn(f"{path}: unreadable ({type(exc).__name__}); starting it afresh")
+            # A damaged byte damages its row only: rows are kept by their epoch.
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+        except OSError as exc:
+            aside = path.with_name(f"{path.name}.unreadable")
+            try:
+                os.replace(path, aside)
+            except OSError:
+                raise SpecError(f"{path}: unreadable ({exc.strerror or exc}); expected a "
+                                "metrics file the resumed run can go on writing", "--resume",
+                                file=str(path)) from None
+            _warn(f"{path}: unreadable ({exc.strerror or exc}); kept as {aside.name}, and "
+                  "started afresh")
             lines = []
         rows = [(_epoch(line), line) for line in lines[1:]]
         kept = lines[:1] + [line for epoch, line in rows if epoch is not None and epoch < epochs]
