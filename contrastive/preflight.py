@@ -18,8 +18,9 @@ def check(spec, out=None, resume=False):
     Raises:
         SpecError: naming the key path (or `--out`) and the problem.
     """
-    image_shape = check_data(spec)
+    image_shape, images = _check_data(spec)
     check_components(spec, image_shape)
+    check_schedule(spec, images)
     if out is not None and not resume:
         check_output(out, "--out")
     elif spec.output.dir is not None and not resume:
@@ -97,6 +98,17 @@ def check_encoder_input(encoder, augmenter, image_shape):
                         "encoder")
 
 
+def check_schedule(spec, images=None):
+    """The schedule accepts the run's length (its warmup within the run):
+    built as training builds it, where the steps per epoch are known
+    (`train.steps_per_epoch`, else from the `images` in the training split)."""
+    from contrastive.training.build import build_schedule
+
+    steps = spec.train.steps_per_epoch or (images // spec.train.batch_size if images else None)
+    if spec.schedule is not None and steps:
+        build_schedule(spec, steps)
+
+
 def check_data(spec):
     """The training data exists, holds images and at least one batch; its
     other splits (`test`, of the training images' shape) and the held-out
@@ -107,6 +119,12 @@ def check_data(spec):
         The training images' `(H, W, C)`, or None where only reading them
         can tell.
     """
+    return _check_data(spec)[0]
+
+
+def _check_data(spec):
+    """`check_data`'s checks; returns `(shape, count)` of the training
+    images, each None where only reading them can tell."""
     counts, shapes, dataset = _splits(spec.data, "data")
     if counts.get("train") is not None and counts["train"] < spec.train.batch_size:
         raise SpecError(
@@ -122,7 +140,7 @@ def check_data(spec):
         _check_test_classes(dataset)
     if spec.eval.data is not None:
         _splits(spec.eval.data, "eval.data")
-    return train
+    return train, counts.get("train")
 
 
 def _check_test_classes(dataset):

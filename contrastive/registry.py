@@ -363,7 +363,13 @@ class Registry:
             return entry.obj(**arguments)
         except SpecError as exc:
             raise exc.under(path)
-        except (ValueError, TypeError) as exc:
+        except ValueError as exc:
+            # "argument: problem", the house form, names its key.
+            key, sep, problem = _one_line(exc, named=False).partition(": ")
+            if sep and key in arguments and key not in context:
+                raise SpecError(problem, _join(path, key)) from exc
+            raise SpecError(_one_line(exc, named=False), path) from exc
+        except TypeError as exc:
             raise SpecError(_one_line(exc), path) from exc
 
 
@@ -487,7 +493,10 @@ def _received(value):
     return received(value)
 
 
-def _one_line(exc):
+def _one_line(exc, named=True):
+    """The first line of `exc`'s message, after its class name (`named`)."""
     text = str(exc).strip().splitlines()
     first = text[0] if text else ""
+    if not named and first:
+        return first
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

@@ -256,14 +256,24 @@ class Spec:
         output: `OutputSection`.
     """
 
-    def __init__(self, mapping, file="<spec>"):
+    def __init__(self, mapping, file="<spec>", overridden=()):
         self._mapping = mapping
         self.file = file
+        self.overridden = frozenset(overridden)
         self.seed = mapping["seed"]
         for section in kinds.sections():
             setattr(self, section, mapping.get(section))
         for section, schema in SECTIONS.items():
             setattr(self, section, _typed(schema, mapping[section]))
+
+    def source_of(self, path):
+        """Where the value at key path `path` came from: `"--set"` when an
+        override set it (or a section above or below it), else `file`."""
+        return "--set" if _overridden(path, self.overridden) else self.file
+
+    def blame(self, error):
+        """`error` (a SpecError) with the file its key path came from."""
+        return error.with_file(self.source_of(error.path))
 
     def __getitem__(self, key):
         """The resolved mapping of section `key` (plain dicts and lists)."""
@@ -536,13 +546,16 @@ def resolve(data, overrides=(), file="<spec>"):
     data = copy.deepcopy(data)
     overridden = apply_overrides(data, overrides)
     try:
-        return Spec(_resolve(data), file)
+        return Spec(_resolve(data), file, overridden)
     except SpecError as exc:
-        from_set = any(
-            exc.path == p or exc.path.startswith(p + ".") or p.startswith(exc.path + ".")
-            for p in overridden
-        ) and exc.path
-        raise exc.with_file("--set" if from_set else file)
+        raise exc.with_file("--set" if _overridden(exc.path, overridden) else file)
+
+
+def _overridden(path, overridden):
+    """Whether an override set key path `path`, a section above it or a key
+    below it."""
+    return bool(path) and any(
+        path == p or path.startswith(p + ".") or p.startswith(path + ".") for p in overridden)
 
 
 def _resolve(data):

@@ -215,6 +215,13 @@ def test_bad_spec_texts(capsys, tmp_path, name, text, suffix, needles):
     assert not out.exists()
 
 
+def test_validate_builds_the_schedule_for_the_run_s_length(capsys, tiny_arrays, tmp_path):
+    file = _write(tmp_path, "spec", changed(schedule={"name": "warmup_cosine", "warmup": 1000}),
+                  ".yaml")
+    code, _, err = run_cli(capsys, ["validate", str(file)])
+    assert_one_line_error(code, err, f"{file}: schedule.warmup: ", "warmup steps exceed")
+
+
 def test_a_spec_file_too_long_is_refused_before_it_is_parsed(capsys, tmp_path, monkeypatch):
     from contrastive import spec
 
@@ -243,6 +250,12 @@ OVERRIDES = [
     ("set-long-hex-integer", ["encoder.widths=[0x" + "f" * 5000 + "]"], "encoder.widths[0]"),
     ("set-huge-float", ["optimizer.learning_rate=1" + "0" * 400], "optimizer.learning_rate"),
     ("set-empty-value", ["train="], "train: expected a value after '=', received none"),
+    # checked once the data is counted or the component built: still blamed on --set
+    ("set-batch-larger-than-data", ["train.batch_size=1000"], "train.batch_size: expected at"),
+    ("set-warmup-longer-than-the-run", ["schedule={name: warmup_cosine, warmup: 1000}"],
+     "schedule.warmup: 2000 warmup steps exceed the 2 total steps"),
+    ("set-vit-heads", ["encoder={name: vit, width: 30, heads: 4, depth: 1, patch_size: 4}"],
+     "encoder.heads: expected a divisor of width 30, received 4"),
     ("set-aliases-expanding", ["data=[&a [x, x, x, x, x, x, x, x, x, x], " + ", ".join(
         f"&a{i} [{', '.join(['*a' if i == 1 else f'*a{i - 1}'] * 10)}]" for i in range(1, 7))
         + "]"], "data: expected at most 100,000 values"),

@@ -46,7 +46,7 @@ def command(spec, out, n, split, overrides):
             "augmenters", resolved["augment"], "augment", context={"seed": resolved["seed"]}
         )
     except SpecError as exc:
-        raise exc.with_file(spec) from None
+        raise resolved.blame(exc) from None
     images = np.asarray(arrays.images[:n])
     # Aspect-kept images: crops in each image's own region of the canvas,
     # shown beside its centred view.

@@ -43,7 +43,7 @@ def command(spec, overrides, out, resume, as_json):
             try:
                 run = train(loaded, out=out, log=log)
             except SpecError as exc:
-                raise exc.with_file(spec) from None
+                raise loaded.blame(exc) from None
     if not run.chief:
         return
     if as_json:
@@ -69,7 +69,7 @@ def _load(spec, overrides, out, log):
     try:
         distribution = from_spec(loaded.distribute)
     except SpecError as exc:
-        raise exc.with_file(spec) from None
+        raise loaded.blame(exc) from None
     if distribution.strategy != "none" and distribution.num_processes == 1:
         import keras
 

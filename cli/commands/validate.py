@@ -28,7 +28,7 @@ def command(spec, overrides, show):
     try:
         check(resolved)
     except SpecError as exc:
-        raise exc.with_file(spec) from None
+        raise resolved.blame(exc) from None
     if show:
         click.echo(resolved.to_yaml(), nl=False)
     else:
