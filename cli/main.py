@@ -95,7 +95,7 @@ def main(argv=None):
     except ContrastiveError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"error: {_one_line(exc)}", err=True)
+        click.echo(f"error: {_one_line(exc)}{_resume_hint(exc)}", err=True)
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, interrupts.Interrupted) as exc:
         terminated = isinstance(exc, interrupts.Terminated)

@@ -247,3 +247,41 @@ def test_the_augmented_linear_probe_runs_after_pretraining_for_h_and_both_baseli
     assert calls == [8, 768, 8]
     for scores in (results["eval"], *results["baselines"].values()):
         assert 0.0 <= scores["linear_accuracy"] <= 1.0
+
+
+def test_an_unreadable_held_out_image_under_on_error_fail_fails_the_evaluation(tmp_path,
+                                                                               capsys):
+    from PIL import Image
+
+    from contrastive_cli.main import main
+
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            (tmp_path / split / c).mkdir(parents=True)
+            for i in range(8):
+                Image.fromarray(np.full((8, 8, 3), 30 * i, np.uint8)).save(
+                    tmp_path / split / c / f"{i}.png")
+    (tmp_path / "test" / "a" / "zero.png").write_bytes(b"")
+    spec = {"data": {"name": "image_folder", "path": str(tmp_path / "train"), "size": 8,
+                     "test_path": str(tmp_path / "test"), "cache": False, "on_error": "fail"},
+            "encoder": {"name": "small_cnn", "widths": [4]}, "augment": None,
+            "head": {"name": "mlp", "output_dim": 4},
+            "train": {"batch_size": 8, "epochs": 1, "verbose": 0, "input": "memory"},
+            "eval": {"knn": {"k": 3}, "linear": {"enabled": False}},
+            "output": {"tensorboard": False, "plot": False}}
+    file = tmp_path / "spec.json"
+    file.write_text(json.dumps(spec))
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as info:
+        main(["train", str(file), "--out", str(run)])
+    err = capsys.readouterr().err.strip().splitlines()
+    # Before, the evaluation was skipped and the run ended with exit 0.
+    assert info.value.code == 2 and len(err) == 1, err
+    assert str(tmp_path / "test" / "a" / "zero.png") in err[0], err
+    assert err[0].endswith(f"; continue with: contrastive train --resume {run}"), err
+    assert not (run / "results.json").exists()
+    (tmp_path / "test" / "a" / "zero.png").unlink()
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--resume", str(run)])
+    assert info.value.code == 0
+    assert "knn_accuracy" in json.loads((run / "results.json").read_text())["eval"]

@@ -29,6 +29,10 @@ def load_under(dataset, mode, key, split="train"):
         raise SpecError(str(exc), key) from None
 
 
+class NoEvaluationData(SpecError):
+    """The run has no (labelled) held-out data: evaluation is skipped."""
+
+
 def held_out(spec, dataset, mode="memory"):
     """The held-out split: `eval.data` if the spec sets it, else the `test`
     split of `dataset`, else None; as `Arrays`, or `Files` in `stream` mode."""
@@ -47,29 +51,34 @@ def labelled_splits(spec, dataset, train, mode="memory", labelled=True):
         labelled: require labels of both splits.
 
     Raises:
-        SpecError: no (labelled) held-out data; the message says why.
+        NoEvaluationData: no (labelled) held-out data, or held-out images of
+            another shape; the message says why.
+        SpecError: held-out data that cannot be read (unreadable images
+            under `on_error: fail`) or has classes the training data lacks.
     """
     if train.labels is None and labelled:
         if spec.eval.data is None:
-            raise SpecError("the training data has no labels; set eval.data to a labelled "
-                            "dataset with train and test splits", "eval.data")
+            raise NoEvaluationData("the training data has no labels; set eval.data to a "
+                                   "labelled dataset with train and test splits", "eval.data")
         source = build("datasets", spec.eval.data, "eval.data")
         if "test" not in source.splits:
-            raise SpecError("with unlabelled training data, expected eval.data with a test "
-                            "split", "eval.data")
+            raise NoEvaluationData("with unlabelled training data, expected eval.data with a "
+                                   "test split", "eval.data")
         train = load_under(source, mode, "eval.data")
         test = load_under(source, mode, "eval.data", "test")
     else:
         test = held_out(spec, dataset, mode)
     if test is None:
         hint = " (data.test_path)" if hasattr(dataset, "test_path") else ""
-        raise SpecError(f"expected a dataset with a test split{hint}, or eval.data", "data")
+        raise NoEvaluationData(f"expected a dataset with a test split{hint}, or eval.data",
+                               "data")
     if labelled and (train.labels is None or test.labels is None):
-        raise SpecError("expected labelled data for evaluation", "eval.data")
+        raise NoEvaluationData("expected labelled data for evaluation", "eval.data")
     key = "eval.data" if spec.eval.data is not None else "data"
     if tuple(test.image_shape) != tuple(train.image_shape):
-        raise SpecError(f"expected held-out images of the training images' shape "
-                        f"{tuple(train.image_shape)}, received {tuple(test.image_shape)}", key)
+        raise NoEvaluationData(f"expected held-out images of the training images' shape "
+                               f"{tuple(train.image_shape)}, received "
+                               f"{tuple(test.image_shape)}", key)
     return train, same_classes(train, test, key)
 
 

@@ -69,13 +69,12 @@ def monitor_callbacks(spec, parts, run_dir):
     callbacks = []
     every = spec.eval.monitor_every
     if every:
-        from contrastive.errors import SpecError
-        from contrastive.evaluation.data import labelled_splits
+        from contrastive.evaluation.data import NoEvaluationData, labelled_splits
         from contrastive.evaluation.monitor import KnnMonitor
 
         try:
             train, test = labelled_splits(spec, parts.dataset, parts.input.data)
-        except SpecError:
+        except NoEvaluationData:
             train = test = None
         if test is not None:
             callbacks.append(KnnMonitor(train, test, every, k=spec.eval.knn.k,

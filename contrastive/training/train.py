@@ -230,7 +230,7 @@ def _results(spec, parts, history, seconds, first_epoch, schedule, run_dir, log)
     import keras
 
     from contrastive.evaluation.evaluate import baselines, comparison, frozen_features
-    from contrastive.evaluation.data import labelled_splits
+    from contrastive.evaluation.data import NoEvaluationData, labelled_splits
 
     losses = history.history.get("loss", [])
     epochs = first_epoch + len(losses)
@@ -257,7 +257,7 @@ def _results(spec, parts, history, seconds, first_epoch, schedule, run_dir, log)
     if spec.eval.knn.enabled or spec.eval.linear.enabled:
         try:
             train, test = labelled_splits(spec, parts.dataset, parts.input.data, parts.input.mode)
-        except SpecError as exc:
+        except NoEvaluationData as exc:
             log(f"evaluation skipped: {exc.message}")
         else:
             verbose = "auto" if spec.train.verbose and run_dir.writes else 0
