@@ -146,7 +146,7 @@ def _one_line_warning(message, category, filename, lineno, line=None):
 def _check_environment(chosen=False):
     """KERAS_BACKEND, or (unless `--backend` was `chosen`) keras.json's
     backend, and contrastive's torch variables."""
-    from contrastive import torch_switches
+    from contrastive import plugins, torch_switches
     from contrastive.distribute.base import configured_backend, keras_json
     from contrastive.errors import SpecError
 
@@ -161,6 +161,7 @@ def _check_environment(chosen=False):
             raise SpecError(f"expected one of {', '.join(BACKENDS)}, received {configured!r} "
                             "(or set KERAS_BACKEND)", "backend", file=keras_json())
     torch_switches.check()
+    plugins.check_switch()
 
 
 def _check_keras_json(path):

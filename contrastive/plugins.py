@@ -44,13 +44,24 @@ class PluginEntry:
         return obj
 
 
+_DISABLED = ("1", "true", "yes", "on")
+_ENABLED = ("", "0", "false", "no", "off")
+
+
 def plugins_disabled():
-    return os.environ.get("CONTRASTIVE_DISABLE_PLUGINS", "").strip().lower() in (
-        "1",
-        "true",
-        "yes",
-        "on",
-    )
+    """Whether `CONTRASTIVE_DISABLE_PLUGINS` turns discovery off."""
+    return os.environ.get("CONTRASTIVE_DISABLE_PLUGINS", "").strip().lower() in _DISABLED
+
+
+def check_switch():
+    """Raises SpecError for a `CONTRASTIVE_DISABLE_PLUGINS` that is neither
+    on nor off (a typo would otherwise load the plugins silently)."""
+    value = os.environ.get("CONTRASTIVE_DISABLE_PLUGINS", "")
+    if value.strip().lower() not in _DISABLED + _ENABLED:
+        from contrastive.errors import SpecError
+
+        raise SpecError(f"expected one of {', '.join(_DISABLED[:2] + _ENABLED[1:3])} (or unset), "
+                        f"received {value!r}", file="CONTRASTIVE_DISABLE_PLUGINS")
 
 
 def discover(kind):

@@ -487,15 +487,26 @@ def _parse_override(item):
     if not raw.strip():  # an empty shell variable, most likely: `null` says none
         raise SpecError("expected a value after '=', received none (write null for none)",
                         key, file="--set")
+    return key, load_value(raw, key, "--set")
+
+
+def load_value(text, key="", option="--set"):
+    """A YAML value given on the command line (`--set KEY=...`, `--data`),
+    checked as a spec file's values are.
+
+    Raises:
+        SpecError: malformed YAML or a value no spec may hold, under `key`
+            and named after `option`.
+    """
     try:
-        value = load_yaml(raw)
+        value = load_yaml(text)
     except (yaml.YAMLError, RecursionError, ValueError) as exc:
-        raise SpecError(_override_message(exc), key, file="--set") from None
+        raise SpecError(_override_message(exc), key, file=option) from None
     try:
         check_tree(value, key)
     except SpecError as exc:
-        raise exc.with_file("--set") from None
-    return key, value
+        raise exc.with_file(option) from None
+    return value
 
 
 def _override_message(exc):

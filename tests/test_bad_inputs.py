@@ -222,6 +222,22 @@ def test_validate_builds_the_schedule_for_the_run_s_length(capsys, tiny_arrays, 
     assert_one_line_error(code, err, f"{file}: schedule.warmup: ", "warmup steps exceed")
 
 
+def test_summary_names_the_spec_file_of_a_refused_argument(capsys, tmp_path):
+    file = tmp_path / "vit.yaml"
+    file.write_text("data: {name: digits, size: 16}\nencoder: {name: vit, width: 30, heads: 4}\n")
+    code, _, err = run_cli(capsys, ["summary", str(file)])
+    assert_one_line_error(code, err, f"{file}: encoder.heads: expected a divisor of width 30")
+
+
+@pytest.mark.parametrize("data, needle", [
+    ("{name: digits", "--data: line 1, column 14: malformed YAML value: expected ',' or '}'"),
+    ("[digits]", "--data: expected a YAML mapping with a name, received '[digits]'"),
+])
+def test_a_malformed_data_option_is_one_line(capsys, tmp_path, data, needle):
+    code, _, err = run_cli(capsys, ["eval", "knn", "--run", str(tmp_path), "--data", data])
+    assert_one_line_error(code, err, needle)
+
+
 def test_a_spec_file_too_long_is_refused_before_it_is_parsed(capsys, tmp_path, monkeypatch):
     from contrastive import spec
 
@@ -475,10 +491,12 @@ def test_unknown_backend_variable(capsys, monkeypatch, tiny_arrays, tmp_path):
     ("CONTRASTIVE_TORCH_FAST", "layout,fastest", "unknown switch(es) fastest"),
     ("CONTRASTIVE_TORCH_FAST", "yes please", "unknown switch(es) yes please"),
     ("CONTRASTIVE_TORCH_STEP", "fastest", "received 'fastest'"),
+    ("CONTRASTIVE_DISABLE_PLUGINS", "maybe", "received 'maybe'"),
 ])
-def test_bad_torch_switch_variables_stop_train_before_anything_is_written(
+def test_bad_switch_variables_stop_train_before_anything_is_written(
         capsys, monkeypatch, tiny_arrays, tmp_path, name, value, needle):
-    # Checked on every backend: a typo is said at once, not when the backend changes.
+    # Checked on every backend: a typo is said at once, not when the backend changes
+    # (or, for plugins, silently ignored).
     monkeypatch.setenv(name, value)
     out = tmp_path / "run"
     file = _write(tmp_path, "spec", base(), ".yaml")

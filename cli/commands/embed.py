@@ -50,10 +50,13 @@ def command(run_dir, data, split, out, labels_out, progress):
         with default_verbosity(verbosity(progress)):
             arrays = load_under(dataset, spec.train.input, key, split)
         check_image_shape(encoder, arrays, key)
+        if labels_out and arrays.labels is None:
+            raise SpecError(f"expected a labelled {split} split to write --labels, received "
+                            "one without labels", key)
     features = features_of(encoder, arrays, verbose=verbosity(progress),
                            title=f"h of the {split} split")
     with contextlib.ExitStack() as files:  # both renamed at the end, or neither
         np.save(files.enter_context(written_atomically(out, replace=False)), features)
-        if labels_out and arrays.labels is not None:
+        if labels_out:
             np.save(files.enter_context(written_atomically(labels_out, replace=False)), arrays.labels)
     click.echo(f"wrote {features.shape[0]} x {features.shape[1]} representations to {out}")

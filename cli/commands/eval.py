@@ -87,12 +87,9 @@ def _mapping(text):
     if text is None:
         return None
     from contrastive.errors import SpecError
-    from contrastive.spec import load_yaml
+    from contrastive.spec import load_value
 
-    try:
-        value = load_yaml(text)
-    except Exception as exc:  # noqa: BLE001 (any YAML error)
-        raise SpecError(f"expected a YAML mapping, received {text!r}: {exc}", "--data") from None
+    value = load_value(text, option="--data")
     if not isinstance(value, dict):
         raise SpecError(f"expected a YAML mapping with a name, received {text!r}", "--data")
     from contrastive.spec import resolve_component

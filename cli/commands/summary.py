@@ -23,10 +23,14 @@ def command(spec, overrides, as_json):
     image side comes from the data section's `size`, else from the dataset,
     else 32. Evaluation uses h, the encoder's output; the loss sees z.
     """
+    from contrastive.errors import SpecError
     from contrastive.spec import load_spec
 
     loaded = load_spec(spec, overrides)
-    result = summarize(loaded)
+    try:
+        result = summarize(loaded)
+    except SpecError as exc:
+        raise loaded.blame(exc) from None
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
