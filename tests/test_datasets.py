@@ -11,7 +11,7 @@ from PIL import Image
 from contrastive.errors import DataError
 from contrastive.registry import build
 
-from helpers import CIFAR_TEST
+from helpers import CIFAR_TEST, tiny_spec
 
 
 def _jpeg(color, size=(12, 10)):
@@ -146,3 +146,124 @@ def test_cifar10_from_a_local_copy():
 def test_cifar10_local_copy_missing(tmp_path):
     with pytest.raises(DataError, match="expected cifar10-train.tar.gz or train.tar.gz or train"):
         build("datasets", {"name": "cifar10", "path": str(tmp_path)}).load("train")
+
+
+@pytest.fixture
+def cache_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("CONTRASTIVE_CACHE_DIR", str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("damage", [
+    lambda entry: entry.write_bytes(entry.read_bytes()[:100]),  # truncated: BadZipFile
+    lambda entry: entry.write_text("not an archive"),
+    lambda entry: np.savez(entry, images=np.zeros(3, np.uint8), class_names=np.array(["a"])),
+], ids=["truncated", "text", "shapes"])
+def test_a_damaged_cache_entry_is_a_miss_said_once_and_rebuilt(folder, cache_folder, damage,
+                                                               monkeypatch):
+    spec = {"name": "image_folder", "path": str(folder), "size": 8}
+    first = build("datasets", spec).load()
+    (entry,) = cache_folder.glob("*.npz")
+    damage(entry)
+    with pytest.warns(UserWarning) as record:
+        second = build("datasets", spec).load()
+    assert len(record) == 1, [str(w.message) for w in record]
+    assert str(record[0].message).startswith(f"{entry}: ignored a damaged cache entry (")
+    assert np.array_equal(first.images, second.images)
+    assert np.array_equal(first.labels, second.labels)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(Image, "open", no_decoding)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        third = build("datasets", spec).load()  # the entry was written again
+    assert np.array_equal(first.images, third.images)
+    assert sorted(p.name for p in cache_folder.iterdir()) == [entry.name]
+
+
+def test_unlabelled_images_are_cached_too(cache_folder):
+    from contrastive.datasets import cache
+
+    cache.store("k", np.zeros((2, 4, 4, 3), np.uint8), None, ())
+    images, labels, class_names, _ = cache.load("k")
+    assert images.shape == (2, 4, 4, 3) and labels is None and class_names == ()
+
+
+@pytest.mark.parametrize("text", ["7", "{oops", '{"a": 1}', '[["a"]]'])
+def test_a_damaged_cached_list_is_a_miss_said_once(cache_folder, text):
+    from contrastive.datasets import cache
+    from contrastive.datasets.image_folder import _path_error_pairs
+
+    cache_folder.mkdir()
+    (cache_folder / "k.json").write_text(text)
+    with pytest.warns(UserWarning) as record:
+        assert cache.load_list("k", valid=_path_error_pairs) is None
+    assert len(record) == 1
+    assert str(record[0].message).startswith(f"{cache_folder / 'k.json'}: ignored a damaged")
+    cache.store_list("k", [["a.jpg", "ValueError: bad"]])
+    assert cache.load_list("k", valid=_path_error_pairs) == [["a.jpg", "ValueError: bad"]]
+
+
+def _unlistable(monkeypatch, *folders):
+    """Makes listing `folders` fail as it does without read permission."""
+    import errno
+    import pathlib
+
+    real = pathlib.Path.iterdir
+
+    def iterdir(self):
+        if self in folders:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(pathlib.Path, "iterdir", iterdir)
+
+
+@pytest.mark.parametrize("split, arg", [("train", "path"), ("test", "test_path")])
+@pytest.mark.parametrize("where", ["top", "class"])
+def test_a_folder_that_cannot_be_listed_is_named_with_its_key(folder, tmp_path, monkeypatch,
+                                                              split, arg, where):
+    import shutil
+
+    test = tmp_path / "test"
+    shutil.copytree(folder, test)
+    root = folder if split == "train" else test
+    unreadable = root if where == "top" else root / "dogs"
+    _unlistable(monkeypatch, unreadable)
+    dataset = build("datasets", {"name": "image_folder", "path": str(folder),
+                                 "test_path": str(test), "size": 8})
+    what = arg if where == "top" else f"a class folder of {arg}"
+    for call in (dataset.load, dataset.count, dataset.files):
+        with pytest.raises(DataError) as info:
+            call(split)
+        assert str(info.value) == (f"{unreadable}: expected a folder that can be read ({what}), "
+                                   "received PermissionError: Permission denied")
+
+
+def test_an_unreadable_class_folder_is_one_line_from_the_cli(folder, tmp_path, monkeypatch,
+                                                            capsys):
+    import os
+
+    import yaml
+    from contrastive_cli.main import main
+
+    spec = tmp_path / "spec.yaml"
+    data = {"name": "image_folder", "path": str(folder), "size": 8}
+    spec.write_text(yaml.safe_dump(tiny_spec(tmp_path / "tiny.npz", data=data,
+                                             train={"batch_size": 4, "epochs": 1})))
+    unreadable = folder / "dogs"
+    if os.geteuid() == 0:  # root reads any folder: made unreadable as permissions would
+        _unlistable(monkeypatch, unreadable)
+    unreadable.chmod(0)
+    try:
+        with pytest.raises(SystemExit) as info:
+            main(["validate", str(spec)])
+    finally:
+        unreadable.chmod(0o755)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1, err
+    assert (f"error: {spec}: data: {unreadable}: expected a folder that can be read (a class "
+            "folder of path), received PermissionError: Permission denied") in err

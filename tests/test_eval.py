@@ -176,6 +176,54 @@ def test_a_damaged_encoder_file_is_named_in_one_line(capsys, run_dir, tmp_path):
     assert not (tmp_path / "e.keras").exists()
 
 
+def _rewritten(file, member, change):
+    """Rewrites `member` of the zip archive `file` as `change(its bytes)`."""
+    import zipfile
+
+    with zipfile.ZipFile(file) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members[member] = change(members[member])
+    with zipfile.ZipFile(file, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def _plugin_gone(config):
+    return (config.replace(b"contrastive>SmallCNN", b"gone_plugin>Encoder")
+            .replace(b"contrastive.encoders.small_cnn", b"gone_plugin.encoders"))
+
+
+@pytest.mark.parametrize("member, change, needle", [
+    ("config.json", lambda data: b"{" + data[2:], "received a damaged one (JSONDecodeError: "),
+    ("model.weights.h5", lambda data: data[: len(data) // 2],
+     "received a damaged one (OSError: Unable to synchronously open file (truncated file"),
+    ("config.json", _plugin_gone,
+     ("expected layer classes registered by installed packages, received gone_plugin>Encoder "
+      "(module gone_plugin.encoders), which none registers (install the plugin that provides "
+      "it)")),
+    ("config.json", lambda data: data.replace(b'"widths": [8, 8]', b'"widths": "8"'),
+     "received one Keras cannot rebuild (TypeError: "),
+], ids=["json", "weights", "unknown-class", "config-values"])
+def test_a_damaged_encoder_inside_its_zip_is_named_in_one_line(capsys, run_dir, tmp_path,
+                                                               member, change, needle):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    encoder = run / "encoder.keras"
+    _rewritten(encoder, member, change)
+    commands = [["eval", "knn"], ["embed", "--out", str(tmp_path / "h.npy")]]
+    if "rebuild" not in needle:  # seen without building the model
+        commands.append(["export", "--format", "keras", "--out", str(tmp_path / "e.keras")])
+    for args in commands:
+        code, _, err = cli(capsys, *args, "--run", str(run))
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1, err
+        assert f"--run: {encoder}: expected " in lines[0] and needle in lines[0], lines[0]
+        assert len(lines[0]) < 400
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
 def test_held_out_images_of_another_size_skip_evaluation_with_a_reason(tmp_path, monkeypatch):
     """Where the sizes are seen only when the images are read (before, a
     test split of another shape is refused: `test_bad_inputs`)."""

@@ -6,8 +6,12 @@ import os
 import pathlib
 import shutil
 import tarfile
+import warnings
+import zipfile
 
 import numpy as np
+
+from contrastive.files import written_atomically
 
 
 def cache_dir():
@@ -30,53 +34,89 @@ def fingerprint(sources, settings):
 
 def load(key):
     """Returns `(images, labels, class_names, sizes)` cached under `key`
-    (`sizes` None unless stored), or None."""
+    (`labels` None unless stored, as `sizes`), or None.
+
+    An entry that cannot be read (truncated, not an archive, arrays of
+    other shapes) is a miss, said in a warning: the caller builds it again
+    and `store` replaces it.
+    """
     path = cache_dir() / f"{key}.npz"
-    if not path.exists():
-        return None
     try:
-        with np.load(path, allow_pickle=False) as data:
+        # np.load leaves a file it opened open when the archive is damaged.
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as data:
+            images, class_names = data["images"], data["class_names"]
+            labels = data["labels"] if "labels" in data.files else None
             sizes = data["sizes"] if "sizes" in data.files else None
-            return (data["images"], data["labels"], tuple(str(c) for c in data["class_names"]),
-                    sizes)
-    except (OSError, ValueError, KeyError):
+    except FileNotFoundError:
         return None
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        _damaged(path, f"{type(exc).__name__}: {exc}")
+        return None
+    if images.ndim != 4 or images.dtype != np.uint8 or class_names.ndim != 1 \
+            or (labels is not None and labels.ndim != 1) \
+            or (sizes is not None and sizes.shape != (len(images), 2)):
+        _damaged(path, f"arrays of other shapes than written: images {images.dtype} "
+                       f"{images.shape}")
+        return None
+    return images, labels, tuple(str(c) for c in class_names), sizes
 
 
 def store(key, images, labels, class_names, sizes=None):
     """Writes an entry through a temporary file and a rename; a cache that
-    cannot be written is skipped silently (it only saves time). `sizes`:
-    the images' own sizes on a padded canvas, if any."""
+    cannot be written is skipped silently (it only saves time). `labels`:
+    None for unlabelled images; `sizes`: the images' own sizes on a padded
+    canvas, if any."""
     folder = cache_dir()
+    extra = {} if sizes is None else {"sizes": sizes}
+    if labels is not None:
+        extra["labels"] = labels
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{key}.{os.getpid()}.tmp.npz"
-        extra = {} if sizes is None else {"sizes": sizes}
-        np.savez(tmp, images=images, labels=labels, class_names=np.array(class_names, dtype=str),
-                 **extra)
-        os.replace(tmp, folder / f"{key}.npz")
+        with written_atomically(folder / f"{key}.npz") as tmp:
+            np.savez(tmp, images=images, class_names=np.array(class_names, dtype=str), **extra)
     except OSError:
         pass
 
 
-def load_list(key):
-    """Returns the list of strings cached under `key`, or None."""
+def load_list(key, valid=None):
+    """Returns the list cached under `key`, or None.
+
+    Args:
+        key: the entry's key.
+        valid: says whether a cached list has the shape the caller wrote;
+            one it refuses, or an entry that is no JSON list, is a miss,
+            said in a warning.
+    """
+    path = cache_dir() / f"{key}.json"
     try:
-        return list(json.loads((cache_dir() / f"{key}.json").read_text(encoding="utf-8")))
-    except (OSError, ValueError):
+        items = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
         return None
+    except (OSError, ValueError) as exc:
+        _damaged(path, f"{type(exc).__name__}: {exc}")
+        return None
+    if not isinstance(items, list) or (valid is not None and not valid(items)):
+        _damaged(path, f"a {type(items).__name__} of another shape than the one written")
+        return None
+    return items
 
 
 def store_list(key, items):
-    """Caches a list of strings under `key`, as `store` does arrays."""
+    """Caches `items`, a list JSON can hold, under `key`, as `store` does
+    arrays."""
     folder = cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{key}.{os.getpid()}.tmp.json"
-        tmp.write_text(json.dumps(list(items)), encoding="utf-8")
-        os.replace(tmp, folder / f"{key}.json")
+        with written_atomically(folder / f"{key}.json") as tmp:
+            tmp.write_text(json.dumps(list(items)), encoding="utf-8")
     except OSError:
         pass
+
+
+def _damaged(path, reason):
+    """Warns that the cache entry `path` cannot be used (a miss)."""
+    warnings.warn(f"{path}: ignored a damaged cache entry ({' '.join(reason.split())}); "
+                  "it is built again", stacklevel=3)
 
 
 def extracted(archive):

@@ -97,10 +97,7 @@ class ImageFolder(Dataset):
         self._listings = {}
 
     def load(self, split="train"):
-        self.check_split(split)
-        root = pathlib.Path(self.test_path if split == "test" else self.path)
-        if not root.exists():
-            raise not_found(root, "file or folder")
+        root = self._root(split)
         key = None
         if self.cache:
             settings = {"size": self.size, "limit": self.limit_per_class, "format": 1}
@@ -138,15 +135,33 @@ class ImageFolder(Dataset):
             self._listings[split] = self._class_folders(split)
         return self._listings[split]
 
+    def _root(self, split):
+        """The folder or archive of `split`.
+
+        Raises:
+            DataError: it does not exist, or a folder above it cannot be read.
+        """
+        self.check_split(split)
+        root = pathlib.Path(self.test_path if split == "test" else self.path)
+        try:
+            found = root.exists()
+        except OSError as exc:
+            raise _unlisted(root, self._arg(root), exc) from None
+        if not found:
+            raise not_found(root, "file or folder")
+        return root
+
+    def _arg(self, root):
+        """The argument that names `root`, for messages: `path` or `test_path`."""
+        return "test_path" if self.test_path and root == pathlib.Path(self.test_path) else "path"
+
     def _class_folders(self, split):
         """`(root, class folder of each image load would read)` of `split`,
         from the folder's or the archive's listing."""
-        self.check_split(split)
-        root = pathlib.Path(self.test_path if split == "test" else self.path)
-        if not root.exists():
-            raise not_found(root, "file or folder")
+        root = self._root(split)
         if root.is_dir():
-            items = self._limit(_folder_items(root), lambda item: _class_of(item, root))
+            items = self._limit(_folder_items(root, self._arg(root)),
+                                lambda item: _class_of(item, root))
             return root, [_class_of(item, root) for item in items]
         if root.name.endswith((".tar", ".tar.gz", ".tgz")):
             try:
@@ -160,7 +175,7 @@ class ImageFolder(Dataset):
 
     def _sources(self, root):
         """The files whose paths, sizes and times key the decoded cache."""
-        return _folder_items(root) if root.is_dir() else [root]
+        return _folder_items(root, self._arg(root)) if root.is_dir() else [root]
 
     def files(self, split="train", check=True):
         """Returns the `Files` of `split`, for streaming.
@@ -169,12 +184,9 @@ class ImageFolder(Dataset):
         `check`, every file is decoded once (the result is cached) and the
         unreadable ones are reported as `load` reports them.
         """
-        self.check_split(split)
-        root = pathlib.Path(self.test_path if split == "test" else self.path)
-        if not root.exists():
-            raise not_found(root, "file or folder")
+        root = self._root(split)
         if root.is_dir():
-            items, base = _folder_items(root), root
+            items, base = _folder_items(root, self._arg(root)), root
         elif root.name.endswith((".tar", ".tar.gz", ".tgz")):
             base = cache.extracted(root)
             items = sorted(p for p in base.rglob("*")
@@ -204,7 +216,7 @@ class ImageFolder(Dataset):
         key = None
         if self.cache:
             key = cache.fingerprint(items, {"size": self.size, "check": 1})
-            hit = cache.load_list(key)
+            hit = cache.load_list(key, valid=_path_error_pairs)
             if hit is not None:
                 return hit
         bad = unreadable(items, self.size)
@@ -220,7 +232,8 @@ class ImageFolder(Dataset):
 
     def _read(self, root):
         if root.is_dir():
-            items = self._limit(_folder_items(root), lambda item: _class_of(item, root))
+            items = self._limit(_folder_items(root, self._arg(root)),
+                                lambda item: _class_of(item, root))
             named = [(str(item), _class_of(item, root), item) for item in items]
             return self._decode(root, named, lambda item: item.read_bytes())
         if root.is_file() and root.name.endswith((".tar", ".tar.gz", ".tgz")):
@@ -333,14 +346,38 @@ def class_labels(names, mode, source):
     return np.array([index[name] for name in names], dtype=np.int32), classes
 
 
-def _folder_items(root):
+def _folder_items(root, arg):
     """The files at the top of `root` and in its sub-folders, sorted (a file
-    that is not an image is reported as unreadable)."""
-    top = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
+    that is not an image is reported as unreadable).
+
+    Raises:
+        DataError: a folder cannot be listed; `arg` names `root` in messages.
+    """
+    try:
+        top = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
+        class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
+    except OSError as exc:
+        raise _unlisted(root, arg, exc) from None
     nested = []
-    for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        nested.extend(sorted(p for p in class_dir.iterdir() if p.is_file()))
+    for class_dir in class_dirs:
+        try:
+            nested.extend(sorted(p for p in class_dir.iterdir() if p.is_file()))
+        except OSError as exc:
+            raise _unlisted(class_dir, f"a class folder of {arg}", exc) from None
     return top + nested
+
+
+def _unlisted(folder, what, exc):
+    """The `DataError` for a folder that cannot be listed (permission denied)."""
+    return DataError(f"{folder}: expected a folder that can be read ({what}), received "
+                     f"{type(exc).__name__}: {exc.strerror or exc}")
+
+
+def _path_error_pairs(items):
+    """Whether `items` is a list of `[path, error]` string pairs, as
+    `_unreadable` caches them."""
+    return all(isinstance(item, list) and len(item) == 2
+               and all(isinstance(part, str) for part in item) for item in items)
 
 
 def _member_class(name):
