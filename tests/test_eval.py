@@ -139,6 +139,19 @@ def test_embed_writes_both_files_or_neither(capsys, run_dir, tmp_path, monkeypat
     assert list(tmp_path.iterdir()) == []
 
 
+def test_embed_labels_of_an_unlabelled_split_are_refused_before_anything_is_written(
+        capsys, run_dir, tmp_path):
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "u.npz", images=rng.integers(0, 256, (10, 16, 16, 3), np.uint8))
+    code, _, err = cli(capsys, "embed", "--run", str(run_dir), "--data",
+                       f"{{name: arrays, path: {tmp_path / 'u.npz'}}}",
+                       "--out", str(tmp_path / "h.npy"), "--labels", str(tmp_path / "y.npy"))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert "--data: expected a labelled train split to write --labels" in lines[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["u.npz"]
+
+
 def test_embed_never_overwrites_a_file(capsys, run_dir, tmp_path):
     mine = tmp_path / "h.npy"
     mine.write_bytes(b"the user's array")
