@@ -1,5 +1,6 @@
 """Evaluation of a finished run: kNN, linear, fine-tuning, embeddings."""
 
+import importlib.util
 import json
 import re
 
@@ -228,6 +229,8 @@ def test_a_damaged_encoder_inside_its_zip_is_named_in_one_line(capsys, run_dir, 
     commands = [["eval", "knn"], ["embed", "--out", str(tmp_path / "h.npy")]]
     if "rebuild" not in needle:  # seen without building the model
         commands.append(["export", "--format", "keras", "--out", str(tmp_path / "e.keras")])
+    elif importlib.util.find_spec("tensorflow") is not None:  # built in a child process
+        commands.append(["export", "--format", "savedmodel", "--out", str(tmp_path / "sm")])
     for args in commands:
         code, _, err = cli(capsys, *args, "--run", str(run))
         lines = err.strip().splitlines()

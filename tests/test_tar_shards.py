@@ -5,6 +5,7 @@ import io
 import json
 import re
 import tarfile
+import warnings
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import contrastive
 from contrastive.datasets.aspect import stored_shape
 from contrastive.datasets.image_folder import ImageFolder
 from contrastive.datasets.tar_shards import TarShards
-from contrastive.errors import DataError
+from contrastive.errors import DataError, SpecError
 from contrastive.training.inputs import StreamInput
 from tests.test_aspect_crops import (
     SIZE,
@@ -326,3 +327,127 @@ def test_labels_that_are_no_class_index_are_refused(tmp_path, label, needle):
             add(tar, f"{i:05d}.cls", (label if i == 2 else "1").encode())
     with pytest.raises(DataError, match=re.escape(needle)):
         TarShards(str(folder), size=12, cache=False).files()
+
+
+def cut(shard, where):
+    """Truncates `shard` (of `write_shards`' pairs `NNNNN.png`, `NNNNN.cls`):
+    inside the header of its third image, inside that image's data, or just
+    before its end-of-archive marker."""
+    with tarfile.open(shard) as tar:
+        members = tar.getmembers()
+    last = members[-1]
+    at = {"header": members[4].offset + 100, "data": members[4].offset_data + 10,
+          "end": last.offset_data + -(-last.size // 512) * 512}[where]
+    shard.write_bytes(shard.read_bytes()[:at])
+
+
+@pytest.mark.parametrize("where, kept", [("header", 10), ("data", 10), ("end", 16)])
+def test_a_truncated_shard_is_reported_not_read_as_a_shorter_one(tmp_path, where, kept):
+    root = write_shards(tmp_path / "s", count=16)
+    cut(root / "train-001.tar", where)
+    shard = f"{root / 'train-001.tar'} (truncated "
+    with pytest.warns(UserWarning, match=re.escape(f"damaged shard(s): {shard}")):
+        data = TarShards(str(root), size=12, cache=False).load()
+    assert len(data) == kept and [line[:len(shard)] for line in data.skipped] == [shard]
+    assert "received the end of the file" in data.skipped[0]
+    with pytest.raises(DataError, match=re.escape(shard) + ".*expected"):
+        TarShards(str(root), size=12, cache=False, on_error="fail").files()
+
+
+def test_a_gzip_shard_cut_short_is_truncated(tmp_path):
+    import gzip
+
+    root = write_shards(tmp_path / "s", count=16)
+    for name in ("train-000.tar", "train-001.tar"):
+        (root / f"{name}.gz").write_bytes(gzip.compress((root / name).read_bytes()))
+    whole = (root / "train-001.tar.gz").read_bytes()
+    (root / "train-001.tar.gz").write_bytes(whole[:-4])  # only the gzip trailer's end
+    with pytest.warns(UserWarning, match=r"train-001\.tar\.gz \(truncated after the "
+                                         "end-of-archive marker: expected the end of the "
+                                         "compressed stream"):
+        shards = TarShards(str(root / "*.tar.gz"), size=12, cache=False).files()
+    assert len(shards) == 16 and len(shards.skipped) == 1
+    (root / "train-001.tar.gz").write_bytes(whole[:len(whole) // 2])
+    with pytest.warns(UserWarning, match=r"train-001\.tar\.gz \(truncated in 000"):
+        assert 8 <= len(TarShards(str(root / "*.tar.gz"), size=12, cache=False).files()) < 16
+
+
+def test_a_shard_truncated_after_indexing_is_named_once_when_streamed(tmp_path):
+    root = write_shards(tmp_path / "s", count=16)
+    shards = TarShards(str(root), size=12, cache=False).files()
+    cut(root / "train-000.tar", "header")
+    with pytest.warns(UserWarning, match=r"train-000\.tar \(truncated after 00001\.cls"):
+        first = [index for index, _ in shards.samples(0)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = [index for index, _ in shards.samples(0)]
+    assert first == again == [0, 1] and len(shards.skipped) == 1
+
+
+@pytest.mark.parametrize("mode", ["memory", "stream"])
+def test_a_truncated_shard_is_skipped_in_training_or_refused_before_it(tmp_path, mode):
+    root = write_shards(tmp_path / "s", count=24)
+    cut(root / "train-002.tar", "data")
+    with pytest.raises(SpecError, match=r"^data: 1 damaged shard\(s\): .*train-002\.tar "
+                                        r"\(truncated in 00018\.png: expected its \d+ bytes, "
+                                        "received the end of the file"):
+        contrastive.train(spec({"path": str(root), "on_error": "fail"}, mode),
+                          out=tmp_path / "refused", log=lambda line: None)
+    assert not (tmp_path / "refused").exists()
+    with pytest.warns(UserWarning, match=r"train-002\.tar \(truncated"):
+        run = contrastive.train(spec({"path": str(root)}, mode), out=tmp_path / "run",
+                                log=lambda line: None)
+    assert run.results["skipped_files"] == 1
+    assert "train-002.tar (truncated in 00018.png" in (tmp_path / "run" / "skipped.txt").read_text()
+
+
+def write_labelled(folder, labels, suffix="cls"):
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(folder / "train-000.tar", "w") as tar:
+        for i, label in enumerate(labels):
+            add(tar, f"{i:05d}.png", png(i))
+            add(tar, f"{i:05d}.{suffix}", label.encode())
+    return folder
+
+
+@pytest.mark.parametrize("labels, needle", [
+    (["0", "1", "oops", "1"], ("00002.cls: expected an integer label, as 3 other sample(s) "
+                               "have (a split's labels are all integers or all class names), "
+                               "received 'oops'")),
+    (["cat", "7", "dog", "cat"], ("00001.cls: expected a class name as label, as 3 other "
+                                  "sample(s) have")),
+])
+def test_a_split_of_integer_labels_and_class_names_is_refused(tmp_path, labels, needle):
+    root = write_labelled(tmp_path / "s", labels)
+    for on_error in ("skip", "fail"):
+        with pytest.raises(DataError, match=re.escape(f"train-000.tar:{needle}")):
+            TarShards(str(root), size=12, cache=False, on_error=on_error).files()
+
+
+def test_a_json_label_that_is_no_json_is_an_unreadable_sample(tmp_path):
+    root = write_labelled(tmp_path / "s", ["0", "1", "{bad json", "1"], suffix="json")
+    needle = "train-000.tar:00002.json (expected a JSON label, received '{bad json')"
+    with pytest.warns(UserWarning, match=re.escape("skipped 1 unreadable sample(s): ")):
+        shards = TarShards(str(root), size=12, cache=False).files()
+    assert list(shards.labels) == [0, 1, 1] and shards.class_names == ()
+    assert shards.skipped[0].endswith(needle)
+    with pytest.raises(DataError, match=re.escape(needle)):
+        TarShards(str(root), size=12, cache=False, on_error="fail").files()
+
+
+def test_held_out_labels_of_another_kind_or_class_are_refused_before_training(tmp_path):
+    named = write_labelled(tmp_path / "named", ["cat", "dog"] * 5)
+    numbered = write_labelled(tmp_path / "numbered", ["0", "1"] * 5)
+    other = write_labelled(tmp_path / "other", ["cat", "cow"] * 5)
+    for train, test, needle in [
+        (named, numbered, ("00000.cls: expected a class name as label, as the training "
+                           "shards have (cat, dog), received '0'")),
+        (numbered, named, ("00000.cls: expected an integer label, as the training shards "
+                           "have, received 'cat'")),
+        (named, other, ("expected held-out classes among the training split's (cat, dog), "
+                        "received cow")),
+    ]:
+        with pytest.raises(SpecError, match=re.escape(needle)):
+            contrastive.train(spec({"path": str(train), "test_path": str(test)}, "memory"),
+                              out=tmp_path / "run", log=lambda line: None)
+        assert not (tmp_path / "run").exists()

@@ -1,13 +1,17 @@
 """Samples in WebDataset-style tar shards, read sequentially: the index of
 the shards' samples, and `Shards`, the split that streams them."""
 
+import bz2
 import concurrent.futures
 import dataclasses
+import gzip
 import io
+import lzma
 import os
 import re
 import tarfile
 import warnings
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -29,49 +33,160 @@ def split_member(name):
     return None if match is None else (match.group(1), match.group(2).lower())
 
 
+class DamagedShard(Exception):
+    """A shard that stops being readable part-way: truncated (it ends before
+    its end-of-archive marker, or a member's data or the compressed stream
+    before theirs) or damaged (a header or compressed data that is not
+    valid). The message says where, what was expected and what was
+    received."""
+
+
+class _ShortHeader(Exception):
+    """The file ends where a header is due, or inside one."""
+
+
+class _InvalidHeader(Exception):
+    """A block where a header is due that is neither a header nor zeros."""
+
+
+class _StrictHeader(tarfile.TarInfo):
+    """A member's header, read strictly: `tarfile` takes a header cut short,
+    missing or invalid after the first member for the end of the archive,
+    so a damaged shard would read as a shorter one."""
+
+    @classmethod
+    def frombuf(cls, buf, encoding, errors):
+        if len(buf) < tarfile.BLOCKSIZE:
+            raise _ShortHeader()
+        try:
+            return super().frombuf(buf, encoding, errors)
+        except tarfile.HeaderError as exc:
+            if buf.count(0) == tarfile.BLOCKSIZE:
+                raise  # a zero block: the end-of-archive marker
+            raise _InvalidHeader(str(exc)) from None
+
+
+class _Stepwise:
+    """A decompressing reader whose `read` returns what one step
+    decompresses (`read1`): where the stream is cut short, the data before
+    the cut is read before the EOFError, which `read` would drop with the
+    buffer it was filling."""
+
+    def __init__(self, reader):
+        self.read = reader.read1
+
+
+def _decompressed(raw):
+    """`raw`, a shard opened in binary, decompressed where it is gzip, bzip2
+    or xz (recognised as `tarfile` does), else None. These readers raise
+    EOFError where the stream ends early; `tarfile`'s own take that for the
+    end of the archive."""
+    head = raw.peek(10)[:10]
+    if head.startswith(b"\x1f\x8b\x08"):
+        return _Stepwise(gzip.GzipFile(fileobj=raw))
+    if head[:3] == b"BZh" and head[4:10] == b"1AY&SY":
+        return _Stepwise(bz2.BZ2File(raw))
+    if head.startswith((b"\x5d\x00\x00\x80", b"\xfd7zXZ")):
+        return _Stepwise(lzma.LZMAFile(raw))
+    return None
+
+
 def read_members(shard):
     """Yields `(member name, bytes)` of the files of a tar shard, in archive
-    order, reading it once from start to end (no seeking)."""
-    with tarfile.open(shard, mode="r|*") as archive:
-        for member in archive:
-            if member.isfile():
-                yield member.name, archive.extractfile(member).read()
+    order, reading it once from start to end (no seeking).
+
+    Raises:
+        OSError: the shard cannot be opened.
+        DamagedShard: the shard is truncated or damaged after the members
+            yielded.
+    """
+    with open(shard, "rb") as raw:
+        stream = _decompressed(raw)
+        where, rest = "at its start", "the rest of the archive"
+        try:
+            with tarfile.open(fileobj=stream or raw, mode="r|",
+                              tarinfo=_StrictHeader) as archive:
+                for member in archive:
+                    if member.isfile():
+                        where, rest = f"in {member.name}", f"its {member.size} bytes"
+                        data = archive.extractfile(member).read()
+                        yield member.name, data
+                    where, rest = f"after {member.name}", "the rest of the archive"
+            # The compressed stream's end (its checksum) lies past the archive's.
+            where, rest = "after the end-of-archive marker", "the end of the compressed stream"
+            while stream is not None and stream.read(1 << 16):
+                pass
+        except _ShortHeader:
+            problem = ("truncated", "a member or the end-of-archive marker",
+                       "the end of the file")
+        except _InvalidHeader as exc:
+            problem = ("damaged", "a member or the end-of-archive marker",
+                       f"a block that is no header ({exc})")
+        except (tarfile.ReadError, EOFError):
+            problem = ("truncated", rest, "the end of the file")
+        except (tarfile.TarError, OSError, zlib.error, lzma.LZMAError) as exc:
+            problem = ("damaged", rest, str(exc))
+        else:
+            return
+    kind, expected, received = problem
+    raise DamagedShard(f"{kind} {where}: expected {expected}, received {received}")
 
 
 def index_shard(shard):
     """The samples of one shard, in archive order: `[key, image member,
-    label text or None]` for each group of members that holds an image.
+    label text or None, label member or None]` for each group of members
+    that holds an image (and no unreadable label).
 
     Returns:
-        `(samples, problems)`; problems name groups with no image.
+        `(samples, problems, damage)`: problems name groups with no image
+        or an unreadable label member; damage is None, or the shard named
+        with what `read_members` found wrong part-way: the samples before it
+        are kept, but for the last one read where it lacks a kind of member
+        the one before it has (the damage cut it short).
 
     Raises:
-        tarfile.TarError, OSError, EOFError: the shard cannot be read.
+        OSError: the shard cannot be opened.
     """
-    groups = {}
-    for name, data in read_members(shard):
-        parts = split_member(name)
-        if parts is None:
-            continue
-        key, suffix = parts
-        group = groups.setdefault(key, {})
-        if suffix in IMAGE_SUFFIXES and "image" not in group:
-            group["image"] = name
-        elif suffix in LABEL_SUFFIXES and "label" not in group:
-            group["label"] = label_text(data, suffix)
+    groups, damage = {}, None
+    try:
+        for name, data in read_members(shard):
+            parts = split_member(name)
+            if parts is None:
+                continue
+            key, suffix = parts
+            group = groups.setdefault(key, {})
+            if suffix in IMAGE_SUFFIXES and "image" not in group:
+                group["image"] = name
+            elif suffix in LABEL_SUFFIXES and "label" not in group:
+                try:
+                    group["label"] = [label_text(data, suffix), name]
+                except ValueError as exc:
+                    group["label"] = None
+                    group["unreadable"] = f"{shard}:{name} ({exc})"
+    except DamagedShard as exc:
+        damage = f"{shard} ({exc})"
+        keys = list(groups)
+        if len(keys) > 1 and set(groups[keys[-1]]) < set(groups[keys[-2]]):
+            del groups[keys[-1]]
     samples, problems = [], []
     for key, group in groups.items():
-        if "image" in group:
-            samples.append([key, group["image"], group.get("label")])
-        else:
+        if "image" not in group:
             problems.append(f"{shard}:{key} (no .jpg, .jpeg or .png member)")
-    return samples, problems
+        elif "unreadable" in group:
+            problems.append(group["unreadable"])
+        else:
+            samples.append([key, group["image"], *(group.get("label") or [None, None])])
+    return samples, problems, damage
 
 
 def label_text(data, suffix):
     """The label a `.cls`, `.txt` or `.json` member holds, as text: an
     integer or a class name (`.json`: a number, a string, or an object's
-    `label` or `cls`)."""
+    `label` or `cls`).
+
+    Raises:
+        ValueError: a `.json` member that holds no JSON.
+    """
     text = data.decode("utf-8", errors="replace").strip()
     if suffix != "json":
         return text
@@ -80,7 +195,8 @@ def label_text(data, suffix):
     try:
         value = json.loads(text)
     except ValueError:
-        return text
+        shown = text if len(text) <= 40 else f"{text[:40]}..."
+        raise ValueError(f"expected a JSON label, received {shown!r}") from None
     if isinstance(value, dict):
         value = value.get("label", value.get("cls", ""))
     return str(value).strip()
@@ -168,8 +284,9 @@ class Shards:
         """Yields `(index, bytes)` of `shard`'s samples (those of `wanted`,
         a set of indices, if given), reading it once.
 
-        A shard that stops being readable part-way ends the samples early
-        with a warning naming it.
+        A shard that stops being readable part-way ends its samples there:
+        named in a warning and in `skipped`, once (the index names the
+        damage it found).
         """
         lookup = {name: self.offsets[shard] + i for i, name in enumerate(self.members[shard])}
         try:
@@ -177,9 +294,11 @@ class Shards:
                 index = lookup.get(name)
                 if index is not None and (wanted is None or index in wanted):
                     yield int(index), data
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            warnings.warn(f"{self.shards[shard]}: stopped reading the shard: {exc}",
-                          stacklevel=2)
+        except (DamagedShard, OSError) as exc:
+            line = f"{self.shards[shard]} ({exc})"
+            if line not in self.skipped:
+                self.skipped = (*self.skipped, line)
+                warnings.warn(f"skipped the rest of a damaged shard: {line}", stacklevel=2)
 
     def stream(self, seed, epoch):
         """Yields sample indices and bytes `(index, bytes)` without end, in

@@ -5,7 +5,6 @@ import concurrent.futures
 import glob
 import os
 import pathlib
-import tarfile
 import warnings
 from typing import Literal
 
@@ -30,9 +29,11 @@ class TarShards(Dataset):
     `.jpeg`, `.png`) and, optionally, a label member (`.cls` or `.txt`
     holding an integer or a class name, or `.json` holding one, or an
     object with a `label` key). Integer labels are kept as they are; class
-    names are sorted into class indices. Images are converted to RGB and
-    resized to `size` x `size` (bilinear) where they differ, or with
-    `keep_aspect` kept at their aspect ratio (as `image_folder` keeps them).
+    names are sorted into class indices. A split's labels are all integers
+    or all class names, the held-out split's of the same kind as the
+    training split's. Images are converted to RGB and resized to `size` x
+    `size` (bilinear) where they differ, or with `keep_aspect` kept at their
+    aspect ratio (as `image_folder` keeps them).
 
     With `train.input: stream` the shards are read sequentially, never by
     random access: each epoch visits the shards in an order drawn from the
@@ -43,6 +44,10 @@ class TarShards(Dataset):
     training (and cached); unreadable members are reported as
     `image_folder` reports files. The shards' index (samples and labels) is
     read once and cached, so `steps_per_epoch` is known before training.
+    A shard that is truncated (it ends before its end-of-archive marker) or
+    damaged part-way is reported as unreadable members are, with the
+    samples before the damage kept; so is a sample whose `.json` label
+    holds no JSON.
 
     Example:
 
@@ -58,9 +63,9 @@ class TarShards(Dataset):
         test_path: held-out shards of the same form (split `test`).
         labels: `auto` (labelled when every sample has a label member, else
             unlabelled when none has) or `none`.
-        on_error: unreadable members found before training: `skip` them, or
-            `fail`. Members found unreadable while streaming are always
-            skipped.
+        on_error: unreadable members and damaged shards found before
+            training: `skip` them, or `fail`. Members found unreadable while
+            streaming are always skipped.
         shuffle_buffer: samples held to shuffle the stream (`stream` only).
         cache: keep the index and the decoded images (see
             `contrastive.datasets.cache`), keyed by the shards' paths, sizes
@@ -100,6 +105,7 @@ class TarShards(Dataset):
         self.shuffle_buffer = shuffle_buffer
         self.cache = cache
         self.splits = ("train", "test") if test_path else ("train",)
+        self._indexes = {}
 
     def count(self, split="train"):
         return len(self.files(split))
@@ -108,17 +114,18 @@ class TarShards(Dataset):
         """Returns the `Shards` of `split`, for streaming (`check` is unused:
         members are decoded only as training reads them)."""
         del check
-        self.check_split(split)
-        shards = shard_paths(self.test_path if split == "test" else self.path)
-        samples, problems = self._index(shards)
-        if problems:
-            self._report(problems)
-        names = [label for per_shard in samples for _, _, label in per_shard]
-        labels, classes = self._labels(names, shards[0])
+        shards, samples, problems, damaged = self._indexed(split)
+        self._report(problems, damaged)
+        labels, classes = self._labels(split)
         return Shards(tuple(str(s) for s in shards),
-                      tuple(tuple(m for _, m, _ in per_shard) for per_shard in samples),
-                      labels, self.size, classes, skipped=tuple(problems),
+                      tuple(tuple(sample[1] for sample in per_shard) for per_shard in samples),
+                      labels, self.size, classes, skipped=(*damaged, *problems),
                       shuffle_buffer=self.shuffle_buffer, stored_side=self.stored_side)
+
+    def classes(self, split="train"):
+        """The class names of `split`, sorted (as `load` numbers them), from
+        the index; None for integer labels or none."""
+        return self._labels(split)[1] or None
 
     def load(self, split="train"):
         shards = self.files(split)
@@ -168,49 +175,126 @@ class TarShards(Dataset):
                         arrays.sizes)
         return arrays
 
+    def _indexed(self, split):
+        """`(shards, *_index(shards))` of `split`, read once."""
+        if split not in self._indexes:
+            self.check_split(split)
+            shards = shard_paths(self.test_path if split == "test" else self.path)
+            self._indexes[split] = (shards, *self._index(shards))
+        return self._indexes[split]
+
     def _index(self, shards):
-        """Per shard, its samples `[key, image member, label]`; and the
-        problems found (groups without an image)."""
-        key = cache.fingerprint(shards, {"index": 1}) if self.cache else None
+        """Per shard, its samples `[key, image member, label, label member]`
+        (`index_shard`); the problems found (groups without an image or with
+        an unreadable label); and the damaged shards, each with its
+        damage."""
+        key = cache.fingerprint(shards, {"index": 2}) if self.cache else None
         hit = cache.load_list(key) if key else None
-        if hit is not None and len(hit) == 2:
+        if hit is not None and len(hit) == 3:
             return hit
         from contrastive.evaluation.progress import Progress
 
         progress = Progress(f"indexing {len(shards)} shard(s)", len(shards), None,
                             unit_name="shard")
-        samples, problems = [], []
+        samples, problems, damaged = [], [], []
         for shard in shards:
             try:
-                found, odd = index_shard(shard)
-            except (tarfile.TarError, OSError, EOFError) as exc:
+                found, odd, damage = index_shard(shard)
+            except OSError as exc:
                 raise DataError(f"{shard}: cannot read the shard: {exc}") from None
             samples.append(found)
             problems.extend(odd)
+            damaged.extend([damage] if damage else [])
             progress.add(1)
         if not any(samples):
+            first = f" ({(damaged + problems)[0]})" if damaged or problems else ""
             raise DataError(f"{shards[0]}: no sample with a .jpg, .jpeg or .png member in "
-                            f"{len(shards)} shard(s)")
+                            f"{len(shards)} shard(s){first}")
         if key:
-            cache.store_list(key, [samples, problems])
-        return samples, problems
+            cache.store_list(key, [samples, problems, damaged])
+        return samples, problems, damaged
 
-    def _labels(self, names, source):
+    def _labels(self, split):
+        """`(labels, class_names)` of `split`: integers as they are, class
+        names sorted into indices; `(None, ())` unlabelled.
+
+        Raises:
+            DataError: a label member on some samples only; integers and
+                class names in one split; or held-out labels of another
+                kind than the training split's.
+        """
+        shards, samples, _, _ = self._indexed(split)
+        found = [(shard, sample[2], sample[3]) for shard, per_shard in zip(shards, samples)
+                 for sample in per_shard]
+        names = [label for _, label, _ in found]
         if self.labels == "none" or all(name is None for name in names):
             return None, ()
         if any(name is None or name == "" for name in names):
-            raise DataError(f"{source}: expected a label member on every sample or on none")
-        try:
-            numbers = [int(name) for name in names]
-        except ValueError:
-            return class_labels(names, "folders", source)
-        return checked_labels(numbers, source), ()
+            raise DataError(f"{shards[0]}: expected a label member on every sample or on none")
+        numbers = [_integer(name) for name in names]
+        integers = sum(number is not None for number in numbers)
+        if 0 < integers < len(names):
+            # Name a label of the fewer kind: the likelier mistake.
+            odd_name = integers >= len(names) - integers
+            shard, label, member = next(item for item, number in zip(found, numbers, strict=True)
+                                        if (number is None) == odd_name)
+            expected, others = (("an integer label", integers) if odd_name
+                                else ("a class name as label", len(names) - integers))
+            raise DataError(f"{shard}:{member}: expected {expected}, as {others} other "
+                            "sample(s) have (a split's labels are all integers or all class "
+                            f"names), received {label!r}")
+        if integers:
+            labels, classes = checked_labels(numbers, shards[0]), ()
+        else:
+            labels, classes = class_labels(names, "folders", shards[0])
+        if split == "test":
+            self._check_held_out(classes, found[0])
+        return labels, classes
 
-    def _report(self, bad):
-        listing = "; ".join(bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
-        if self.on_error == "fail":
-            raise DataError(f"{len(bad)} unreadable sample(s): {listing}")
-        warnings.warn(f"skipped {len(bad)} unreadable sample(s): {listing}", stacklevel=3)
+    def _check_held_out(self, classes, first):
+        """Held-out labels, named by `classes` (or integers), are of the
+        training split's kind: `same_classes` can renumber class names as
+        the training split's, but not integers as names, nor names as
+        integers.
+
+        Raises:
+            DataError: naming `first`, `(shard, label, label member)` of the
+                held-out split.
+        """
+        train_labels, train_classes = self._labels("train")
+        if train_labels is None or bool(train_classes) == bool(classes):
+            return
+        shard, label, member = first
+        expected = "an integer label, as the training shards have"
+        if train_classes:
+            shown = ", ".join(train_classes[:5]) + (", ..." if len(train_classes) > 5 else "")
+            expected = f"a class name as label, as the training shards have ({shown})"
+        raise DataError(f"{shard}:{member}: expected {expected}, received {label!r}")
+
+    def _report(self, bad, damaged=()):
+        """Refuses (`on_error: fail`), or warns of, the unreadable samples
+        `bad` and the `damaged` shards (whose samples before the damage are
+        kept)."""
+        def listed(lines):
+            more = f"; and {len(lines) - 10} more" if len(lines) > 10 else ""
+            return "; ".join(lines[:10]) + more
+
+        shards = f"{len(damaged)} damaged shard(s): {listed(damaged)}" if damaged else ""
+        samples = f"{len(bad)} unreadable sample(s): {listed(bad)}" if bad else ""
+        if self.on_error == "fail" and (shards or samples):
+            raise DataError("; ".join(found for found in (shards, samples) if found))
+        if shards:
+            warnings.warn(f"skipped the rest of {shards}", stacklevel=3)
+        if samples:
+            warnings.warn(f"skipped {samples}", stacklevel=3)
+
+
+def _integer(text):
+    """`text` as an integer label, or None where it is a class name."""
+    try:
+        return int(text)
+    except ValueError:
+        return None
 
 
 def shard_paths(path):

@@ -64,6 +64,8 @@ def export_on_tensorflow(format, source, out):
         result = subprocess.run(
             [sys.executable, "-m", __name__, format, str(source), str(tmp)],
             env=env, capture_output=True, text=True, check=False)
+        if result.returncode == 2:  # the child's SpecError, its one line
+            raise SpecError(result.stderr.strip().splitlines()[-1], "--run")
         if result.returncode != 0:
             lines = result.stderr.strip().splitlines() or [f"exit code {result.returncode}"]
             raise RuntimeError(f"{format} export on the tensorflow backend failed: {lines[-1]}")
@@ -76,7 +78,7 @@ def export_here(format, source, out):
 
     from contrastive.run import load_encoder
 
-    model = load_encoder(source)
+    model = load_encoder(source, "--run")
     (images,) = model.inputs
     signature = [keras.InputSpec(shape=images.shape, dtype=images.dtype, name="images")]
     model.export(str(out), format=KERAS_FORMATS[format], input_signature=signature,
@@ -86,4 +88,8 @@ def export_here(format, source, out):
 if __name__ == "__main__":
     if "CONTRASTIVE_PARENT" in os.environ:  # no orphan writing after its parent was killed
         die_with_parent(int(os.environ["CONTRASTIVE_PARENT"]))
-    export_here(*sys.argv[1:4])
+    try:
+        export_here(*sys.argv[1:4])
+    except SpecError as exc:  # the encoder file: the parent says it in one line
+        print(exc.message, file=sys.stderr)
+        sys.exit(2)
