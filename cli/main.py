@@ -113,7 +113,7 @@ def main(argv=None):
             sys.stderr.flush()
             if terminated:  # ended by the signal, as a scheduler expects to see it
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                os.kill(os.getpid(), signal.SIGTERM)
+                signal.raise_signal(signal.SIGTERM)
             os._exit(1)
         sys.exit(128 + signal.SIGTERM if terminated else 1)
     except Exception as exc:  # noqa: BLE001 (the last line of defence)

@@ -4,8 +4,8 @@ their parent.
 Every file a command or a run writes goes through `written_atomically`: a
 temporary name beside the target, then a rename, so a process killed at
 any moment leaves either the finished file or none where it belongs (and a
-hidden `.tmp-PID-*` that nothing reads, removed the next time that file is
-written).
+hidden `.tmp-PID.HOST-*` that nothing reads, removed the next time that
+file is written on the same machine (POSIX), once its process is gone).
 """
 
 import contextlib
@@ -15,6 +15,8 @@ import os
 import pathlib
 import shutil
 import signal
+import socket
+import zlib
 
 from contrastive.errors import SpecError
 
@@ -43,7 +45,7 @@ def written_atomically(path, replace=True):
     """
     path = pathlib.Path(path)
     _remove_abandoned(path)
-    tmp = path.with_name(f"{TEMPORARY}{os.getpid()}-{path.name}")
+    tmp = path.with_name(f"{TEMPORARY}{_writer()}-{path.name}")
     try:
         yield tmp
     except BaseException:
@@ -84,15 +86,23 @@ def _place_new(tmp, path):
     os.unlink(tmp)
 
 
+def _writer():
+    """`PID.HOST` of this process: the host (a hash of its name) tells
+    whether the process can be looked up here (shared file systems)."""
+    return f"{os.getpid()}.{zlib.crc32(socket.gethostname().encode()):08x}"
+
+
 def _remove_abandoned(path):
-    """Removes the temporary files of `path` that processes no longer
-    running left (killed while they wrote it)."""
+    """Removes the temporary files of `path` that processes of this machine
+    no longer running left (killed while they wrote it)."""
     if os.name != "posix":  # elsewhere `os.kill(pid, 0)` would end the process
         return
-    for leftover in path.parent.glob(f"{TEMPORARY}*-{glob.escape(path.name)}"):
-        pid = leftover.name[len(TEMPORARY):].split("-", 1)[0]
+    host = _writer().split(".")[1]
+    for leftover in path.parent.glob(f"{TEMPORARY}*.{host}-{glob.escape(path.name)}"):
+        pid = leftover.name[len(TEMPORARY):].split(".", 1)[0]
         if pid.isdigit() and not _running(int(pid)):
-            remove(leftover)
+            with contextlib.suppress(OSError):  # another user's, say
+                remove(leftover)
 
 
 def _running(pid):

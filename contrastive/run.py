@@ -158,7 +158,9 @@ def load_encoder(path, key=""):
     `contrastive.encoders` and `contrastive.heads` before `load_model`.
 
     Args:
-        path: the `.keras` file.
+        path: the `.keras` file (or what `keras.saving.load_model` reads
+            besides: an unzipped save's folder, an `hf://` address, loaded
+            without the file checks).
         key: the option that named it, for messages (`--run`).
 
     Raises:
@@ -167,7 +169,10 @@ def load_encoder(path, key=""):
     """
     import keras
 
-    check_model_file(path, key)
+    if "://" in str(path) or pathlib.Path(path).is_dir():  # hf://..., an unzipped save
+        _import_components()
+    else:
+        check_model_file(path, key)
     try:
         return keras.saving.load_model(path)
     except UNLOADABLE as exc:

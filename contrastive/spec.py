@@ -71,6 +71,15 @@ class SpecLoader(yaml.SafeLoader):
                 )
         return super().construct_mapping(node, deep=deep)
 
+    def flatten_mapping(self, node):
+        # Merge keys copy the merged pairs each time: nested, they multiply
+        # as aliases do, in the node itself, before any value is counted.
+        super().flatten_mapping(node)
+        if len(node.value) > MAX_VALUES:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"expected at most {MAX_VALUES:,} values, received "
+                f"{len(node.value):,} keys once merge keys (<<) are expanded", node.start_mark)
+
 
 SpecLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
@@ -311,7 +320,11 @@ def read_file(path):
     """
     path = pathlib.Path(path)
     suffix = path.suffix.lower()
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # a folder above it that cannot be entered (Python < 3.14)
+        raise SpecError(f"cannot read the file: {exc}", file=str(path)) from None
+    if not exists:
         raise SpecError("no such file", file=str(path))
     if suffix not in (".toml", ".json", ".yaml", ".yml"):
         raise SpecError(f"expected a .yaml, .yml, .toml or .json file, received '{path.suffix}'",

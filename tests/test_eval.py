@@ -462,3 +462,15 @@ def test_data_without_a_test_split_says_which_key_gives_one(capsys, run_dir):
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert ("--data: expected a dataset with a test split, received arrays without one "
             "(set its test_path)") in err
+
+
+def test_load_encoder_reads_an_unzipped_save_as_keras_does(tmp_path):
+    import keras
+
+    from contrastive.run import load_encoder
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.save(tmp_path / "unzipped", zipped=False)
+    loaded = load_encoder(tmp_path / "unzipped")
+    x = np.ones((3, 4), "float32")
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=1e-6)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from contrastive.files import written_atomically
+from contrastive.files import _writer, written_atomically
 
 
 def test_a_written_file_appears_only_when_the_block_ends(tmp_path):
@@ -37,15 +37,19 @@ def test_a_failed_write_leaves_nothing(tmp_path, directory):
 def test_a_write_removes_what_a_killed_writer_of_the_same_file_left(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    abandoned = tmp_path / f".tmp-{dead}-features.npy"
+    host = _writer().split(".")[1]
+    abandoned = tmp_path / f".tmp-{dead}.{host}-features.npy"
     abandoned.write_bytes(b"half")
-    (tmp_path / f".tmp-{dead}-model").mkdir()  # a directory, of another file
-    writing = tmp_path / f".tmp-{os.getppid()}-features.npy"  # a running process' write
-    writing.write_bytes(b"half")
+    kept = [tmp_path / f".tmp-{dead}.{host}-model",  # a directory, of another file
+            tmp_path / f".tmp-{os.getppid()}.{host}-features.npy",  # a running process' write
+            tmp_path / f".tmp-{dead}.0badc0de-features.npy"]  # another machine's
+    kept[0].mkdir()
+    for path in kept[1:]:
+        path.write_bytes(b"half")
     with written_atomically(tmp_path / "features.npy") as tmp:
+        assert tmp.name == f".tmp-{os.getpid()}.{host}-features.npy"
         tmp.write_bytes(b"data")
-    assert sorted(os.listdir(tmp_path)) == sorted(
-        ["features.npy", f".tmp-{dead}-model", writing.name])
+    assert sorted(os.listdir(tmp_path)) == sorted(["features.npy", *(p.name for p in kept)])
 
 
 def test_a_directory_is_renamed_whole(tmp_path):

@@ -146,6 +146,41 @@ def test_sigterm_keeps_its_default_action_in_a_process_of_a_multi_process_run():
         for number, handler in previous.items():
             signal.signal(number, handler)
         sys.unraisablehook = hook
+        signal.set_wakeup_fd(-1)  # the watchdog `install` started
+
+
+def test_the_launchers_variables_keep_sigterm_s_default_action():
+    from contrastive.interrupts import _several_processes
+
+    assert not _several_processes({})
+    assert not _several_processes({"WORLD_SIZE": "1", "KERAS_DISTRIBUTION_NUM_PROCESSES": ""})
+    for environ in [{"WORLD_SIZE": "2"}, {"KERAS_DISTRIBUTION_NUM_PROCESSES": "4"},
+                    {"TF_CONFIG": '{"cluster": {}}'}, {"CONTRASTIVE_SUPERVISED": "1"}]:
+        assert _several_processes(environ), environ
+
+
+def test_a_process_that_outlives_sigterm_is_ended_by_the_watchdog():
+    # Python's handler raises, but the process goes on (as one waiting in
+    # native code would, where the handler cannot run at all).
+    script = (
+        "import sys, time\n"
+        "from contrastive import interrupts\n"
+        "interrupts.GRACE_SECONDS = 1\n"
+        "interrupts.install()\n"
+        "for step in range(600):\n"
+        "    try:\n"
+        "        if step == 0:\n"
+        "            print('ready', flush=True)\n"
+        "        time.sleep(0.1)\n"
+        "    except interrupts.Terminated:\n"
+        "        pass\n")
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "ready"
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert "still running 1 s after SIGTERM" in err
 
 
 def test_a_lost_interrupt_fails_the_command_that_went_on(monkeypatch, tiny_arrays, tmp_path,

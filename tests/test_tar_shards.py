@@ -341,7 +341,7 @@ def cut(shard, where):
     shard.write_bytes(shard.read_bytes()[:at])
 
 
-@pytest.mark.parametrize("where, kept", [("header", 10), ("data", 10), ("end", 16)])
+@pytest.mark.parametrize("where, kept", [("header", 10), ("data", 10)])
 def test_a_truncated_shard_is_reported_not_read_as_a_shorter_one(tmp_path, where, kept):
     root = write_shards(tmp_path / "s", count=16)
     cut(root / "train-001.tar", where)
@@ -352,6 +352,16 @@ def test_a_truncated_shard_is_reported_not_read_as_a_shorter_one(tmp_path, where
     assert "received the end of the file" in data.skipped[0]
     with pytest.raises(DataError, match=re.escape(shard) + ".*expected"):
         TarShards(str(root), size=12, cache=False, on_error="fail").files()
+
+
+def test_a_shard_without_its_end_of_archive_marker_reads_whole(tmp_path):
+    # as tar and `tarfile` read one: every member is there
+    root = write_shards(tmp_path / "s", count=16)
+    cut(root / "train-001.tar", "end")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = TarShards(str(root), size=12, cache=False).load()
+    assert len(data) == 16 and not data.skipped
 
 
 def test_a_gzip_shard_cut_short_is_truncated(tmp_path):

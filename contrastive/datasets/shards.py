@@ -56,6 +56,11 @@ class _StrictHeader(tarfile.TarInfo):
 
     @classmethod
     def frombuf(cls, buf, encoding, errors):
+        # The file ending where a header is due ends the archive, as tar and
+        # `tarfile` take it (a writer that leaves out the end-of-archive
+        # marker); ending inside a header does not.
+        if not buf:
+            raise tarfile.EmptyHeaderError("empty header")
         if len(buf) < tarfile.BLOCKSIZE:
             raise _ShortHeader()
         try:
@@ -88,6 +93,12 @@ def _decompressed(raw):
         return _Stepwise(bz2.BZ2File(raw))
     if head.startswith((b"\x5d\x00\x00\x80", b"\xfd7zXZ")):
         return _Stepwise(lzma.LZMAFile(raw))
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        try:
+            from compression import zstd  # Python 3.14 and later
+        except ImportError:
+            return None  # `tarfile` cannot read it either: said as damaged at its start
+        return _Stepwise(zstd.ZstdFile(raw))
     return None
 
 

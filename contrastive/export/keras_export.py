@@ -64,8 +64,9 @@ def export_on_tensorflow(format, source, out):
         result = subprocess.run(
             [sys.executable, "-m", __name__, format, str(source), str(tmp)],
             env=env, capture_output=True, text=True, check=False)
-        if result.returncode == 2:  # the child's SpecError, its one line
-            raise SpecError(result.stderr.strip().splitlines()[-1], "--run")
+        lines = result.stderr.strip().splitlines()
+        if result.returncode == 2 and lines:  # the child's SpecError, its one line
+            raise SpecError(lines[-1], "--run")
         if result.returncode != 0:
             lines = result.stderr.strip().splitlines() or [f"exit code {result.returncode}"]
             raise RuntimeError(f"{format} export on the tensorflow backend failed: {lines[-1]}")
