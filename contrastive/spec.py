@@ -24,6 +24,7 @@ from contrastive.errors import SpecError
 from contrastive.registry import get_registry
 from contrastive.typecheck import (
     NonNegativeInt,
+    PathText,
     PositiveFloat,
     PositiveInt,
     Range,
@@ -222,7 +223,7 @@ class OutputSection:
         plot: write `curves.png` of the metrics.
     """
 
-    dir: str | None = None
+    dir: PathText | None = None
     save_encoder: bool = True
     checkpoint_every: PositiveInt = 1
     tensorboard: bool = True
@@ -475,7 +476,10 @@ def apply_overrides(data, overrides):
         for i, part in enumerate(parts[:-1]):
             child = node.get(part)
             if child is None:
-                child = node[part] = {}
+                # An absent section merges into its default (not a `null`
+                # one, which turned it off), unless another component is named.
+                default = node is data and part not in node and parts[i + 1:] != ["name"]
+                child = node[part] = _default_section(part) if default else {}
             if not isinstance(child, dict):
                 raise SpecError(
                     f"expected a mapping to set '{'.'.join(parts[i + 1:])}' in, "
@@ -484,9 +488,19 @@ def apply_overrides(data, overrides):
                     file="--set",
                 )
             node = child
-        node[parts[-1]] = _merged(node.get(parts[-1]), value)
+        old = node.get(parts[-1])
+        if node is data and parts[-1] not in node:
+            old = _default_section(parts[-1])
+        node[parts[-1]] = _merged(old, value)
         paths.add(key)
     return paths
+
+
+def _default_section(section):
+    """What a spec without `section` uses, as a mapping `--set` can merge
+    into (`--set optimizer.learning_rate=0.5` keeps the default optimizer)."""
+    default = DEFAULTS.get(section)
+    return copy.deepcopy(default) if isinstance(default, dict) else {}
 
 
 def _parse_override(item):

@@ -77,7 +77,19 @@ class Ordered:
         return all(a <= b for a, b in zip(value, value[1:]))
 
 
-CONSTRAINTS = (Range, Length, Ordered)
+@dataclasses.dataclass(frozen=True)
+class NotBlank:
+    """Text holding more than white space (a path: `""` would name the
+    working directory), for `typing.Annotated`."""
+
+    def describe(self):
+        return "that is not blank"
+
+    def contains(self, value):
+        return bool(value.strip())
+
+
+CONSTRAINTS = (Range, Length, Ordered, NotBlank)
 
 PositiveFloat = Annotated[float, Range(0, None, min_inclusive=False)]
 NonNegativeFloat = Annotated[float, Range(0, None)]
@@ -97,6 +109,8 @@ FractionRange = Annotated[
           Annotated[float, Range(0, 1, min_inclusive=False)]],
     Ordered(),
 ]
+# A file or folder.
+PathText = Annotated[str, NotBlank()]
 # A nested component: a mapping `{name: <registered name>, <arguments>}`.
 ComponentSpec = dict
 
@@ -162,7 +176,7 @@ def _plural(text):
     for article in ("an ", "a "):
         if text.startswith(article):
             noun, space, rest = text[len(article):].partition(" ")
-            return f"{noun}s{space}{rest}"
+            return f"{noun}s{space}{rest.replace('that is ', 'that are ')}"
     return text
 
 

@@ -11,9 +11,23 @@ if "CONTRASTIVE_CACHE_DIR" not in os.environ:
     import tempfile
 
     os.environ["CONTRASTIVE_CACHE_DIR"] = tempfile.mkdtemp(prefix="contrastive-cache-")
+# Tests (and the processes they start) build the same tiny models again and
+# again: jax compiles each once per run (a third of the jax suite's time).
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="contrastive-jax-cache-")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
 import pytest  # noqa: E402
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked `heavy` first (handed out one at a time, see
+    pyproject.toml), so that the two workers (`-n 2`) end together rather
+    than one waiting for the other's long last test."""
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
 
 
 @pytest.fixture

@@ -6,10 +6,13 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import contrastive
 from helpers import ROOT
 
 
+@pytest.mark.heavy
 def test_the_package_docstring_examples_run(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     failures, tried = doctest.testmod(contrastive, globs={"tmp": tmp_path}, report=True,

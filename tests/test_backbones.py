@@ -227,6 +227,7 @@ def _jit_compile(backend):
     return backend != "torch" or os.environ.get("CONTRASTIVE_SLOW_TESTS") == "1"
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("spec", [TINY_VIT, {"name": "keras_application",
                                               "model": "MobileNetV3Small"}],
                          ids=["vit", "MobileNetV3Small"])

@@ -318,6 +318,10 @@ def test_bad_output_paths(capsys, tiny_arrays, tmp_path):
     spec_out = _write(tmp_path, "spec-out", changed(output={"dir": str(a_file / "x")}), ".json")
     code, _, err = run_cli(capsys, ["validate", str(spec_out)])
     assert_one_line_error(code, err, "output.dir", "is a file, not a folder")
+    # An empty shell variable: not the working directory, nor output.dir.
+    for args in (["train", str(file), "--out", ""], ["train", "--resume", " "]):
+        code, _, err = run_cli(capsys, args)
+        assert_one_line_error(code, err, f"{args[-2]}: expected a folder, received")
 
 
 def test_validate_opens_the_data(capsys, tiny_arrays, tmp_path):

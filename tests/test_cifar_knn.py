@@ -11,7 +11,8 @@ from contrastive.training import build_parts, train
 
 from helpers import CIFAR_TEST, CIFAR_TRAIN
 
-pytestmark = pytest.mark.skipif(not CIFAR_TRAIN.exists(), reason="needs ../shared/datasets/cifar10")
+pytestmark = [pytest.mark.skipif(not CIFAR_TRAIN.exists(), reason="needs ../shared/datasets/cifar10"),
+              pytest.mark.heavy]
 
 MARGIN = 0.04
 

@@ -40,6 +40,27 @@ def test_image_folder_reads_classes_and_resizes(folder):
     assert red[..., 0].mean() > 200 and red[..., 2].mean() < 50
 
 
+def test_sixteen_bit_grayscale_keeps_its_high_byte_as_the_streamed_input(tmp_path):
+    # `convert("RGB")` clips 16-bit values to 255: the image came out near white.
+    from contrastive.datasets.pil_decode import rgb
+
+    values = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000 + 3
+    root = tmp_path / "deep"
+    (root / "a").mkdir(parents=True)
+    Image.fromarray(values).save(root / "a" / "x.png")
+    data = build("datasets", {"name": "image_folder", "path": str(root), "size": 8}).load()
+    expected = np.repeat((values >> 8).astype(np.uint8)[..., None], 3, axis=-1)
+    np.testing.assert_array_equal(data.images[0], expected)
+    # Older Pillow opens a 16-bit PNG as mode "I" (32-bit).
+    as_i = Image.fromarray(values.astype(np.int32))
+    assert as_i.mode == "I"
+    np.testing.assert_array_equal(np.asarray(rgb(as_i)), expected)
+    pytest.importorskip("tensorflow")
+    from contrastive.datasets.decode import decode_original
+
+    np.testing.assert_array_equal(data.images[0], decode_original(str(root / "a" / "x.png")))
+
+
 def test_unreadable_files_are_reported_by_path(folder):
     truncated = folder / "cats" / "truncated.jpg"
     truncated.write_bytes(_jpeg((1, 2, 3))[:60])

@@ -174,12 +174,14 @@ def _process_check(*flags):
     return done.returncode, report
 
 
+@pytest.mark.heavy
 def test_two_processes_agree_with_one_device():
     code, report = _process_check()
     _assert_agree(report)
     assert code == 0
 
 
+@pytest.mark.heavy
 def test_two_processes_without_sync_batchnorm_differ():
     code, report = _process_check("--no-sync-batchnorm")
     _assert_differ(report)

@@ -72,6 +72,7 @@ def test_a_trained_run_exports_as_keras(capsys, tmp_path, tiny_arrays):
                                   keras.ops.convert_to_numpy(run.encoder()(x)))
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("spec", [TINY_RESNET, TINY_VIT], ids=["resnet", "vit"])
 def test_savedmodel_serves_h(spec, tmp_path):
     if not installed("tensorflow"):

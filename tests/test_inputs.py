@@ -192,6 +192,7 @@ class Interrupted(Exception):
     pass
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("mode", ["device", "stream"])
 def test_an_interrupted_run_resumes_exactly(tmp_path, png_folder, monkeypatch, mode):
     from contrastive.training.callbacks import StopOnNonFinite

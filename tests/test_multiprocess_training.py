@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 
 BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
-pytestmark = pytest.mark.skipif(BACKEND not in ("torch", "jax", "tensorflow"),
-                                reason="torch's, jax's and tensorflow's passes")
+pytestmark = [pytest.mark.skipif(BACKEND not in ("torch", "jax", "tensorflow"),
+                                 reason="torch's, jax's and tensorflow's passes"),
+              pytest.mark.heavy]
 
 EPOCHS = 3
 # Devices a process: jax simulates host devices; torch runs one per process,

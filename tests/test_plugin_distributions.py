@@ -23,6 +23,8 @@ import yaml
 
 from helpers import tiny_spec
 
+pytestmark = pytest.mark.heavy  # its module fixture installs and trains
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PLUGINS = ROOT / "plugins"
 DISTRIBUTIONS = ("contrastive-redundancy", "contrastive-wideresnet")

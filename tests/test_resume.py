@@ -40,6 +40,7 @@ def _weights(run_dir):
     return [np.asarray(w) for w in model.get_weights()]
 
 
+@pytest.mark.heavy
 def test_killed_run_resumes_to_the_uninterrupted_weights(tiny_arrays, tmp_path):
     epochs = 12
     data = _resume_spec(tiny_arrays, epochs)

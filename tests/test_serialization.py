@@ -7,13 +7,13 @@ tolerance.
 """
 
 import os
-
 import pathlib
 import subprocess
 import sys
 
-import numpy as np
 import keras
+import numpy as np
+import pytest
 
 from contrastive.registry import build
 
@@ -54,6 +54,7 @@ def randomise(model, rng):
         variable.assign(value)
 
 
+@pytest.mark.heavy
 def test_saved_on_this_backend_loads_on_the_next(backend, tmp_path):
     rng = np.random.default_rng(0)
     side = 40  # > 32: the ImageNet stem (7x7 stride 2, max-pool), odd sizes later

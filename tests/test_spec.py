@@ -35,6 +35,21 @@ def test_overrides_are_typed_as_yaml(tiny_arrays):
     assert spec["train"]["jit_compile"] is False
 
 
+def test_a_section_the_spec_leaves_out_is_overridden_from_its_default(tiny_arrays):
+    data = {"data": {"name": "arrays", "path": str(tiny_arrays)}, "encoder": {"name": "small_cnn"}}
+    spec = resolve(data, ["optimizer.learning_rate=0.5", "augment.strength=0.25"])
+    assert (spec["optimizer"]["name"], spec["optimizer"]["learning_rate"],
+            spec["optimizer"]["momentum"]) == ("sgd", 0.5, 0.9)
+    assert spec["augment"]["name"] == "simclr" and spec["augment"]["strength"] == 0.25
+    assert resolve(data, ["optimizer={momentum: 0.8}"])["optimizer"]["learning_rate"] == 0.1
+    # Naming another component starts from its own defaults...
+    assert resolve(data, ["optimizer.name=adam"])["optimizer"]["name"] == "adam"
+    # ...and a section the spec turned off stays without the default's keys.
+    with pytest.raises(SpecError, match="'name' key") as info:
+        resolve({**data, "augment": None}, ["augment.strength=0.25"])
+    assert info.value.path == "augment"
+
+
 @pytest.mark.parametrize(
     "change, path, message",
     [
@@ -52,6 +67,12 @@ def test_overrides_are_typed_as_yaml(tiny_arrays):
         ({"encoder": {"name": "small_cnn", "widths": [0]}}, "encoder.widths",
          "expected a list of integers >= 1 and <= 8192 with at least 1 item, received a list [0]"),
         ({"encoder": None}, "encoder", "missing required section 'encoder'"),
+        # "" would name the working directory.
+        ({"data": {"name": "image_folder", "path": ""}}, "data.path",
+         'expected a string that is not blank, received ""'),
+        ({"data": {"name": "tar_shards", "path": ["a.tar", " "]}}, "data.path",
+         "or a list of strings that are not blank, received a list ['a.tar', ' ']"),
+        ({"output": {"dir": ""}}, "output.dir", "expected a string that is not blank or null"),
     ],
 )
 def test_problems_name_file_and_key_path(write_spec, tiny_arrays, change, path, message):

@@ -31,6 +31,9 @@ def command(spec, overrides, out, resume, as_json):
         raise click.UsageError("--resume DIR takes the spec of DIR: give no SPEC, --set or --out")
     if not (spec or resume):
         raise click.UsageError("expected SPEC, or --resume DIR")
+    for option, value in (("--out", out), ("--resume", resume)):
+        if value is not None and not value.strip():  # an empty shell variable
+            raise SpecError(f"expected a folder, received {value!r}", option)
     # With --json, stdout holds the JSON alone: Keras' progress bars go to stderr.
     with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
         if resume:

@@ -14,6 +14,7 @@ from contrastive.datasets.base import (
 )
 from contrastive.errors import DataError
 from contrastive.registry import register
+from contrastive.typecheck import PathText
 
 
 @register("datasets", "arrays")
@@ -33,8 +34,8 @@ class ArrayFiles(Dataset):
 
     def __init__(
         self,
-        path: str,
-        test_path: str | None = None,
+        path: PathText,
+        test_path: PathText | None = None,
         images_key: str = "images",
         labels_key: str = "labels",
     ):

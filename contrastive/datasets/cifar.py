@@ -9,7 +9,7 @@ from contrastive.datasets.base import Arrays, Dataset, not_found
 from contrastive.datasets.image_folder import ImageFolder
 from contrastive.errors import DataError
 from contrastive.registry import register
-from contrastive.typecheck import PositiveInt
+from contrastive.typecheck import PathText, PositiveInt
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
@@ -21,7 +21,7 @@ class _Cifar(Dataset):
 
     def __init__(
         self,
-        path: str | None = None,
+        path: PathText | None = None,
         limit_per_class: PositiveInt | None = None,
         on_error: Literal["skip", "fail"] = "skip",
     ):

@@ -8,7 +8,7 @@ from contrastive.datasets.base import Files, not_found
 from contrastive.datasets.image_folder import EXTENSIONS, ImageFolder, class_labels
 from contrastive.errors import DataError
 from contrastive.registry import register
-from contrastive.typecheck import PositiveInt
+from contrastive.typecheck import PathText, PositiveInt
 
 
 @register("datasets", "file_list")
@@ -36,9 +36,9 @@ class FileList(ImageFolder):
 
     def __init__(
         self,
-        path: str,
+        path: PathText,
         size: PositiveInt = 32,
-        test_path: str | None = None,
+        test_path: PathText | None = None,
         on_error: Literal["skip", "fail"] = "skip",
         cache: bool = True,
         keep_aspect: bool = False,

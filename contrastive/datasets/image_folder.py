@@ -1,28 +1,25 @@
 """Images in one sub-folder per class, from a folder or a tar archive."""
 
 import concurrent.futures
-import io
 import os
 import pathlib
-import re
 import tarfile
 import warnings
 from typing import Literal
 
 import numpy as np
-from PIL import Image
 
 from contrastive.datasets import cache
 from contrastive.datasets.aspect import (
     MAX_ASPECT,
     pad_to_canvas,
     resolve_stored_side,
-    stored_shape,
 )
 from contrastive.datasets.base import Arrays, Dataset, Files, not_found
+from contrastive.datasets.pil_decode import decode_bytes, reason
 from contrastive.errors import DataError
 from contrastive.registry import register
-from contrastive.typecheck import PositiveInt
+from contrastive.typecheck import PathText, PositiveInt
 
 EXTENSIONS = (".jpg", ".jpeg", ".png")
 
@@ -74,9 +71,9 @@ class ImageFolder(Dataset):
 
     def __init__(
         self,
-        path: str,
+        path: PathText,
         size: PositiveInt = 32,
-        test_path: str | None = None,
+        test_path: PathText | None = None,
         limit_per_class: PositiveInt | None = None,
         on_error: Literal["skip", "fail"] = "skip",
         labels: Literal["auto", "folders", "none"] = "auto",
@@ -100,7 +97,7 @@ class ImageFolder(Dataset):
         root = self._root(split)
         key = None
         if self.cache:
-            settings = {"size": self.size, "limit": self.limit_per_class, "format": 1}
+            settings = {"size": self.size, "limit": self.limit_per_class, "format": 2}
             if self.keep_aspect:
                 settings.update(stored_side=self.stored_side, max_aspect=MAX_ASPECT)
             key = cache.fingerprint(self._sources(root), settings)
@@ -280,18 +277,11 @@ class ImageFolder(Dataset):
         def decode(entry):
             shown, _, key = entry
             try:
-                with Image.open(io.BytesIO(read(key))) as image:
-                    image = image.convert("RGB")
-                    target = (self.size, self.size)
-                    if self.keep_aspect:
-                        height, width = stored_shape(image.height, image.width,
-                                                     self.stored_side)
-                        target = (width, height)
-                    if image.size != target:
-                        image = image.resize(target, Image.Resampling.BILINEAR)
-                    return np.asarray(image, dtype=np.uint8), None
-            except Exception as exc:  # noqa: BLE001 (any undecodable file)
-                return None, f"{shown} ({_reason(exc)})"
+                data = read(key)
+            except Exception as exc:  # noqa: BLE001 (any unreadable file)
+                return None, f"{shown} ({reason(exc)})"
+            image, why = decode_bytes(data, self.size, self.stored_side if self.keep_aspect else None)
+            return image, None if why is None else f"{shown} ({why})"
 
         from contrastive.evaluation.progress import Progress
 
@@ -388,11 +378,3 @@ def _member_class(name):
 def _class_of(item, root):
     """The class folder of an image under `root` ("" at the top)."""
     return "" if item.parent == root else item.parent.name
-
-
-def _reason(exc):
-    """Why a file could not be decoded, in words (no object reprs)."""
-    if isinstance(exc, Image.UnidentifiedImageError):
-        return "not an image PIL can read"
-    text = re.sub(r"<[^<>]* at 0x[0-9a-f]+>", "the file", str(exc)).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

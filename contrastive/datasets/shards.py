@@ -5,7 +5,6 @@ import bz2
 import concurrent.futures
 import dataclasses
 import gzip
-import io
 import lzma
 import os
 import re
@@ -14,9 +13,9 @@ import warnings
 import zlib
 
 import numpy as np
-from PIL import Image
 
-from contrastive.datasets.aspect import centre_views, pad_to_canvas, stored_shape
+from contrastive.datasets.aspect import centre_views, pad_to_canvas
+from contrastive.datasets.pil_decode import decode_bytes
 
 IMAGE_SUFFIXES = ("jpg", "jpeg", "png")
 LABEL_SUFFIXES = ("cls", "txt", "json")
@@ -211,28 +210,6 @@ def label_text(data, suffix):
     if isinstance(value, dict):
         value = value.get("label", value.get("cls", ""))
     return str(value).strip()
-
-
-def decode_bytes(data, size, stored_side=None):
-    """Decodes one JPEG or PNG to uint8 `(size, size, 3)` with PIL (resized
-    bilinear where it differs), as `image_folder` decodes files; with
-    `stored_side`, to its stored shape instead (`aspect.stored_shape`: the
-    aspect ratio kept). Returns `(image, None)`, or `(None, reason)` for
-    bytes PIL cannot read."""
-    from contrastive.datasets.image_folder import _reason
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image = image.convert("RGB")
-            target = (size, size)
-            if stored_side is not None:
-                height, width = stored_shape(image.height, image.width, stored_side)
-                target = (width, height)
-            if image.size != target:
-                image = image.resize(target, Image.Resampling.BILINEAR)
-            return np.asarray(image, dtype=np.uint8), None
-    except Exception as exc:  # noqa: BLE001 (any undecodable member)
-        return None, _reason(exc)
 
 
 @dataclasses.dataclass

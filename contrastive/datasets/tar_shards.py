@@ -14,10 +14,11 @@ from contrastive.datasets import cache
 from contrastive.datasets.aspect import MAX_ASPECT, pad_to_canvas, resolve_stored_side
 from contrastive.datasets.base import Arrays, Dataset, checked_labels
 from contrastive.datasets.image_folder import class_labels
-from contrastive.datasets.shards import Shards, decode_bytes, index_shard
+from contrastive.datasets.pil_decode import decode_bytes
+from contrastive.datasets.shards import Shards, index_shard
 from contrastive.errors import DataError
 from contrastive.registry import register
-from contrastive.typecheck import PositiveInt
+from contrastive.typecheck import PathText, PositiveInt
 
 
 @register("datasets", "tar_shards")
@@ -85,9 +86,9 @@ class TarShards(Dataset):
 
     def __init__(
         self,
-        path: str | list[str],
+        path: PathText | list[PathText],
         size: PositiveInt = 32,
-        test_path: str | list[str] | None = None,
+        test_path: PathText | list[PathText] | None = None,
         labels: Literal["auto", "none"] = "auto",
         on_error: Literal["skip", "fail"] = "skip",
         shuffle_buffer: PositiveInt = 1000,
@@ -131,7 +132,7 @@ class TarShards(Dataset):
         shards = self.files(split)
         key = None
         if self.cache:
-            settings = {"size": self.size, "labels": self.labels, "tar_shards": 1}
+            settings = {"size": self.size, "labels": self.labels, "tar_shards": 2}
             if self.keep_aspect:
                 settings.update(stored_side=self.stored_side, max_aspect=MAX_ASPECT)
             key = cache.fingerprint(shards.shards, settings)

@@ -72,6 +72,7 @@ class Interrupted(Exception):
     pass
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_a_killed_run_resumes_to_the_uninterrupted_weights(arrays, tmp_path, method,
                                                            monkeypatch):
@@ -140,6 +141,7 @@ print("REPORT" + json.dumps(run_check({devices}, method=MoCoV2,
 """
 
 
+@pytest.mark.heavy
 def test_one_moco_step_on_n_replicas_equals_one_device():
     arguments = {"queue_size": 16, "momentum": 0.9}
     if BACKEND == "torch":
@@ -163,6 +165,7 @@ def test_one_moco_step_on_n_replicas_equals_one_device():
     assert report["max_batchnorm_difference"] <= 1e-4  # the queue and key network too
 
 
+@pytest.mark.heavy
 @pytest.mark.skipif(not (SHARED / "cifar10-train.tar.gz").exists(),
                     reason="needs ../shared/datasets/cifar10")
 @pytest.mark.parametrize("method, settings, epochs, optimizer, margin", [
