@@ -95,11 +95,27 @@ def _writer():
 def _remove_abandoned(path):
     """Removes the temporary files of `path` that processes of this machine
     no longer running left (killed while they wrote it)."""
+    _remove_dead(path.parent, TEMPORARY, glob.escape(path.name))
+
+
+def scratch_folder(prefix):
+    """A `tempfile.TemporaryDirectory` named `PREFIX PID.HOST-*`, made after
+    removing the ones processes of this machine no longer running left: a
+    killed process leaves its folder behind (a follower's checkpoints)."""
+    import tempfile
+
+    _remove_dead(pathlib.Path(tempfile.gettempdir()), prefix, "*")
+    return tempfile.TemporaryDirectory(prefix=f"{prefix}{_writer()}-")
+
+
+def _remove_dead(folder, prefix, rest):
+    """Removes what `folder` holds named `PREFIX PID.HOST-REST` (`rest` a
+    glob pattern) of a process of this machine that is no longer running."""
     if os.name != "posix":  # elsewhere `os.kill(pid, 0)` would end the process
         return
     host = _writer().split(".")[1]
-    for leftover in path.parent.glob(f"{TEMPORARY}*.{host}-{glob.escape(path.name)}"):
-        pid = leftover.name[len(TEMPORARY):].split(".", 1)[0]
+    for leftover in folder.glob(f"{glob.escape(prefix)}*.{host}-{rest}"):
+        pid = leftover.name[len(prefix):].split(".", 1)[0]
         if pid.isdigit() and not _running(int(pid)):
             with contextlib.suppress(OSError):  # another user's, say
                 remove(leftover)

@@ -1,22 +1,33 @@
 """Shared test set-up: the backend comes from KERAS_BACKEND (default jax)."""
 
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # XLA's default optimisation level spends 10-20 s compiling each random
 # initialiser on these CPUs; level 0 only changes speed.
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
-if "CONTRASTIVE_CACHE_DIR" not in os.environ:
-    import tempfile
 
-    os.environ["CONTRASTIVE_CACHE_DIR"] = tempfile.mkdtemp(prefix="contrastive-cache-")
-# Tests (and the processes they start) build the same tiny models again and
-# again: jax compiles each once per run (a third of the jax suite's time).
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    import tempfile
+# Folders made for this run (xdist's workers and the processes tests start
+# inherit the variables), removed when it ends.
+_MADE = []
 
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="contrastive-jax-cache-")
+
+def _temporary_folder(variable, prefix):
+    if variable in os.environ:
+        return False
+    os.environ[variable] = tempfile.mkdtemp(prefix=prefix)
+    _MADE.append(os.environ[variable])
+    return True
+
+
+_temporary_folder("CONTRASTIVE_CACHE_DIR", "contrastive-cache-")
+_temporary_folder("CONTRASTIVE_TESTS_SHARED", "contrastive-tests-")  # helpers.built_once
+# Tests build the same tiny models again and again: jax compiles each once
+# per run (a fifth of the jax suite's time).
+if _temporary_folder("JAX_COMPILATION_CACHE_DIR", "contrastive-jax-cache-"):
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
@@ -28,6 +39,11 @@ def pytest_collection_modifyitems(items):
     pyproject.toml), so that the two workers (`-n 2`) end together rather
     than one waiting for the other's long last test."""
     items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
+
+
+def pytest_unconfigure(config):
+    for folder in _MADE:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

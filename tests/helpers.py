@@ -1,6 +1,8 @@
 """Spec builders and data locations shared by tests."""
 
+import os
 import pathlib
+import shutil
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # CIFAR-10 beside the checkout (never a run-time dependency of the library).
@@ -25,3 +27,33 @@ def tiny_spec(arrays_path, **sections):
     }
     spec.update(sections)
     return spec
+
+
+def built_once(name, build):
+    """A folder that `build(folder)` fills once per test run, shared by
+    xdist's workers (a module fixture that installs or trains is otherwise
+    built by each worker that runs one of its tests); returns it.
+
+    The run's folder is `CONTRASTIVE_TESTS_SHARED`, made and removed by
+    conftest.py. A build that fails leaves nothing: the next caller builds
+    again.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: each worker builds its own
+        fcntl, name = None, f"{name}-{os.getpid()}"
+    parent = pathlib.Path(os.environ["CONTRASTIVE_TESTS_SHARED"])
+    folder = parent / name
+    with open(parent / f"{name}.lock", "w") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            try:
+                build(folder)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            (folder / ".built").touch()
+    return folder

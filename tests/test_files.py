@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from contrastive.files import _writer, written_atomically
+from contrastive.files import _writer, scratch_folder, written_atomically
 
 
 def test_a_written_file_appears_only_when_the_block_ends(tmp_path):
@@ -50,6 +50,28 @@ def test_a_write_removes_what_a_killed_writer_of_the_same_file_left(tmp_path):
         assert tmp.name == f".tmp-{os.getpid()}.{host}-features.npy"
         tmp.write_bytes(b"data")
     assert sorted(os.listdir(tmp_path)) == sorted(["features.npy", *(p.name for p in kept)])
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a process' liveness is read on POSIX only")
+def test_a_scratch_folder_removes_those_killed_processes_left(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    host = _writer().split(".")[1]
+    abandoned = tmp_path / f"contrastive-follower-{dead}.{host}-x1"
+    (abandoned / "checkpoint").mkdir(parents=True)
+    kept = [tmp_path / f"contrastive-follower-{os.getppid()}.{host}-x2",  # running
+            tmp_path / f"contrastive-follower-{dead}.0badc0de-x3",  # another machine's
+            tmp_path / f"contrastive-supervisor-{dead}.{host}-x4"]  # another kind
+    for path in kept:
+        path.mkdir()
+    with scratch_folder("contrastive-follower-") as folder:
+        assert os.path.basename(folder).startswith(f"contrastive-follower-{os.getpid()}.{host}-")
+        assert sorted(os.listdir(tmp_path)) == sorted(
+            [os.path.basename(folder), *(p.name for p in kept)])
+    assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in kept)
 
 
 def test_a_directory_is_renamed_whole(tmp_path):

@@ -21,7 +21,7 @@ import venv
 import pytest
 import yaml
 
-from helpers import tiny_spec
+from helpers import built_once, tiny_spec
 
 pytestmark = pytest.mark.heavy  # its module fixture installs and trains
 
@@ -66,13 +66,26 @@ def _listing(python):
 
 
 @pytest.fixture(scope="module")
-def environment(tmp_path_factory):
-    """A throwaway venv holding the plugins; yields what the steps produced."""
+def environment():
+    """A throwaway venv holding the plugins, and what the steps produced;
+    built once a test run (`built_once`)."""
+    root = built_once("plugin-distributions", _build)
+    tested = json.loads((root / "generated.json").read_text())
+    return {
+        "python": root / "venv" / "bin" / "python",
+        "site": pathlib.Path(sysconfig.get_path("purelib", vars={"base": str(root / "venv")})),
+        "root": root,
+        "listing": json.loads((root / "listing.json").read_text()),
+        "generated_tests": subprocess.CompletedProcess(
+            tested["args"], tested["returncode"], tested["stdout"], tested["stderr"]),
+    }
+
+
+def _build(root):
     from click.testing import CliRunner
 
     from contrastive_cli.main import app
 
-    root = tmp_path_factory.mktemp("plugin-dists")
     generated = root / GENERATED
     made = CliRunner().invoke(app, ["new-plugin", GENERATED, "--out", str(generated)])
     assert made.exit_code == 0, made.output
@@ -123,13 +136,9 @@ def environment(tmp_path_factory):
     tested = _run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider",
                    f"--junitxml={root / 'generated.xml'}",
                    *(str(folder / "tests") for folder in (generated, *others))], cwd=root)
-    return {
-        "python": python,
-        "site": site,
-        "root": root,
-        "listing": json.loads(pathlib.Path(jobs["listing"]).read_text()),
-        "generated_tests": tested,
-    }
+    (root / "generated.json").write_text(json.dumps(
+        {"args": tested.args, "returncode": tested.returncode, "stdout": tested.stdout,
+         "stderr": tested.stderr}))
 
 
 def _tiny_arrays(folder):

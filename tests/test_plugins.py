@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import yaml
 
-from helpers import tiny_spec
+from helpers import built_once, tiny_spec
 
 PYPROJECT = """
 [build-system]
@@ -52,9 +52,13 @@ class ToyLoss(keras.losses.Loss):
 
 
 @pytest.fixture(scope="module")
-def plugin_site(tmp_path_factory):
-    """Builds the toy plugin and installs it with pip into a private folder."""
-    root = tmp_path_factory.mktemp("plugin")
+def plugin_site():
+    """The toy plugin, installed with pip into a private folder once a test
+    run (`built_once`)."""
+    return built_once("toy-plugin", _install) / "site"
+
+
+def _install(root):
     src = root / "src"
     (src / "toy_plugin").mkdir(parents=True)
     (src / "pyproject.toml").write_text(PYPROJECT)
@@ -67,7 +71,6 @@ def plugin_site(tmp_path_factory):
          "--no-build-isolation", "--no-index", "--target", str(site), str(src)],
         check=True, capture_output=True,
     )
-    return site
 
 
 def run(args, site=None, env=None):

@@ -27,13 +27,12 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 from contrastive.distribute.base import configured_backend
 from contrastive.distribute.lost import LostProcess
-from contrastive.files import dies_with_parent
+from contrastive.files import dies_with_parent, scratch_folder
 
 # In the child: set by the supervisor.
 SUPERVISED = "CONTRASTIVE_SUPERVISED"
@@ -130,7 +129,7 @@ def supervise(argv):
     returns the exit status to leave with (a child ended by a signal ends
     the supervisor by the same signal)."""
     previous = {number: signal.getsignal(number) for number in _FORWARDED}
-    with tempfile.TemporaryDirectory(prefix="contrastive-supervisor-") as folder:
+    with scratch_folder("contrastive-supervisor-") as folder:
         note = os.path.join(folder, "note.json")
         env = {**os.environ, SUPERVISED: "1", NOTE: note}
         # -P: the working directory does not shadow modules in the child.

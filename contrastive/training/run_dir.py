@@ -216,9 +216,9 @@ class FollowerRunDir(RunDir):
         and thrown away: saving reads distributed variables, which every
         process must do together (jax's multi-process arrays;
         MultiWorkerMirroredStrategy's documented pattern)."""
-        import tempfile
+        from contrastive.files import scratch_folder
 
-        self._scratch = tempfile.TemporaryDirectory(prefix="contrastive-follower-")
+        self._scratch = scratch_folder("contrastive-follower-")
         return [Checkpoint(self._scratch.name, spec.output.checkpoint_every, spec.train.epochs,
                            first_epoch, keep=1)]
 
